@@ -1,0 +1,5 @@
+"""Entry point for ``python -m fwscan``."""
+
+from fwscan.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""Reading ``build.prop`` files and deriving the build identity from them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from fwscan.model import BuildIdentity
+
+MAX_PROP_FILE = 1 << 20
+"""build.prop files larger than this are read only up to this size."""
+
+# For each identity field, the properties that carry it, best first. Android 10+ splits
+# product properties per partition (ro.product.system.model, ro.product.vendor.model, ...).
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "fingerprint": (
+        "ro.build.fingerprint",
+        "ro.system.build.fingerprint",
+        "ro.vendor.build.fingerprint",
+        "ro.product.build.fingerprint",
+    ),
+    "model": (
+        "ro.product.model",
+        "ro.product.system.model",
+        "ro.product.vendor.model",
+        "ro.product.product.model",
+    ),
+    "brand": ("ro.product.brand", "ro.product.system.brand", "ro.product.vendor.brand"),
+    "manufacturer": (
+        "ro.product.manufacturer",
+        "ro.product.system.manufacturer",
+        "ro.product.vendor.manufacturer",
+    ),
+    "device": ("ro.product.device", "ro.product.system.device", "ro.product.vendor.device"),
+    "display_id": ("ro.build.display.id", "ro.system.build.display.id"),
+    "incremental": (
+        "ro.build.version.incremental",
+        "ro.system.build.version.incremental",
+        "ro.vendor.build.version.incremental",
+    ),
+    "release": (
+        "ro.build.version.release",
+        "ro.system.build.version.release",
+        "ro.vendor.build.version.release",
+    ),
+    "sdk": ("ro.build.version.sdk", "ro.system.build.version.sdk", "ro.vendor.build.version.sdk"),
+    "security_patch": ("ro.build.version.security_patch",),
+    "vendor_security_patch": ("ro.vendor.build.security_patch",),
+}
+
+
+def parse(data: bytes) -> dict[str, str]:
+    """Properties of one ``build.prop``: ``key=value`` lines; comments, ``import`` lines and
+    malformed lines are ignored; a later definition of a key wins, as in Android's init."""
+    props: dict[str, str] = {}
+    text = data[:MAX_PROP_FILE].decode("utf-8", "replace")
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.strip()
+        if key and " " not in key:
+            props[key] = value.strip()
+    return props
+
+
+def identity(files: Sequence[tuple[str, Mapping[str, str]]]) -> BuildIdentity:
+    """The build identity from ``(device_path, properties)`` pairs.
+
+    ``/system`` files come first, then the others in the given order; for each field the first
+    file that defines one of its properties wins.
+    """
+    ordered = sorted(files, key=lambda f: (not f[0].startswith("/system/"), f[0]))
+    values: dict[str, str] = {}
+    used: list[str] = []
+    for name, props_ in _FIELDS.items():
+        for path, props in ordered:
+            hit = next((props[p] for p in props_ if props.get(p)), None)
+            if hit is not None:
+                values[name] = hit
+                if path not in used:
+                    used.append(path)
+                break
+    return BuildIdentity(**values, sources=tuple(sorted(used)))

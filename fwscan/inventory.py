@@ -1,0 +1,196 @@
+"""The inventory: every file of every partition of a firmware, with its kind and hash."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from fwscan import __version__, buildprop
+from fwscan.errors import LimitError, UnpackError
+from fwscan.limits import DEFAULT_LIMITS, Limits
+from fwscan.model import FileRecord, InputInfo, Inventory, Status
+from fwscan.unpack.base import EntryType, FileSystem, FsEntry, UnpackContext, Window
+from fwscan.unpack.registry import OpenedPartition, detect, open_firmware
+
+KINDS = (
+    "apk",
+    "jar",
+    "dex",
+    "odex",
+    "vdex",
+    "oat",
+    "elf",
+    "apex",
+    "build_prop",
+    "init_rc",
+    "permissions_xml",
+    "other",
+)
+_SUFFIX_KINDS = {
+    ".apk": "apk",
+    ".jar": "jar",
+    ".dex": "dex",
+    ".odex": "odex",
+    ".vdex": "vdex",
+    ".oat": "oat",
+    ".apex": "apex",
+    ".capex": "apex",
+}
+_PROP_NAMES = frozenset({"build.prop", "default.prop", "prop.default"})
+_PERMISSION_DIRS = ("etc/permissions/", "etc/sysconfig/", "etc/default-permissions/")
+
+FileSink = Callable[[OpenedPartition, FsEntry, FileRecord], None]
+
+
+def classify(path: str, head: bytes) -> str:
+    """The kind of a file from its name and first bytes."""
+    name = posixpath.basename(path)
+    lower = name.lower()
+    suffix = posixpath.splitext(lower)[1]
+    if suffix in _SUFFIX_KINDS:
+        return _SUFFIX_KINDS[suffix]
+    if lower in _PROP_NAMES:
+        return "build_prop"
+    if suffix == ".rc" and ("/init/" in f"/{path}" or lower.startswith("init")):
+        return "init_rc"
+    if suffix == ".xml" and any(d in f"/{path}" for d in _PERMISSION_DIRS):
+        return "permissions_xml"
+    if head.startswith(b"dex\n"):
+        return "dex"
+    if head.startswith(b"\x7fELF"):
+        return "elf"
+    return "other"
+
+
+def device_path(partition: str, path: str, system_as_root: bool) -> str:
+    """Where a file of ``partition`` appears on a running device."""
+    if partition == "system" and system_as_root:
+        return "/" + path
+    return f"/{partition}/{path}"
+
+
+def _is_system_as_root(entries: list[FsEntry]) -> bool:
+    paths = {e.path for e in entries}
+    return "system/build.prop" in paths and "build.prop" not in paths
+
+
+def _hash_entry(fs: FileSystem, entry: FsEntry, keep_content: bool) -> tuple[str, bytes, bytes]:
+    """SHA-256, the first bytes, and (when asked, up to the build.prop bound) the content."""
+    digest = hashlib.sha256()
+    head = b""
+    keep: bytearray | None = bytearray() if keep_content else None
+    for chunk in fs.iter_content(entry):
+        if len(head) < 64:
+            head += chunk[: 64 - len(head)]
+        digest.update(chunk)
+        if keep is not None and len(keep) < buildprop.MAX_PROP_FILE:
+            keep += chunk
+    return digest.hexdigest(), head, bytes(keep or b"")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file on disk, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_inventory(
+    path: Path,
+    *,
+    workdir: Path | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    on_file: FileSink | None = None,
+) -> tuple[Inventory, UnpackContext]:
+    """Unpack ``path`` and list every file. ``on_file`` sees each regular file as it is read
+    (the unpack command writes it out; the scanner will analyse it)."""
+    with tempfile.TemporaryDirectory(prefix="fwscan-", dir=workdir) as tmp:
+        ctx = UnpackContext(Path(tmp), limits)
+        fmt = detect(Window(path)) if path.is_file() else "unknown"
+        records: list[FileRecord] = []
+        props: list[tuple[str, dict[str, str]]] = []
+        for part in open_firmware(path, ctx):
+            try:
+                _list_partition(part, ctx, limits, records, props, on_file)
+            finally:
+                part.fs.close()
+        info = InputInfo(path.name, path.stat().st_size, sha256_file(path), fmt)
+    records.sort(key=lambda r: (r.partition, r.path))
+    return (
+        Inventory(
+            input=info,
+            build=buildprop.identity(props),
+            coverage=tuple(ctx.coverage),
+            files=tuple(records),
+            tool_version=__version__,
+            errors=tuple(str(e) for e in ctx.failures),
+        ),
+        ctx,
+    )
+
+
+def _list_partition(
+    part: OpenedPartition,
+    ctx: UnpackContext,
+    limits: Limits,
+    records: list[FileRecord],
+    props: list[tuple[str, dict[str, str]]],
+    on_file: FileSink | None,
+) -> None:
+    try:
+        entries = [e for e in part.fs.walk() if e.type is not EntryType.DIR]
+    except UnpackError as exc:
+        ctx.record(part.source, "partition", part.format, Status.FAILED, error=exc)
+        return
+    sar = _is_system_as_root(entries)
+    for entry in entries:
+        if len(records) >= limits.max_files:
+            raise LimitError(f"more than {limits.max_files} files in the firmware")
+        dpath = device_path(part.name, entry.path, sar)
+        if entry.type is not EntryType.FILE:
+            records.append(
+                FileRecord(
+                    part.name,
+                    entry.path,
+                    dpath,
+                    entry.type.value,
+                    entry.mode,
+                    entry.size,
+                    "",
+                    "other",
+                    link_target=entry.link_target,
+                )
+            )
+            continue
+        by_name = classify(entry.path, b"")
+        try:
+            digest, head, content = _hash_entry(part.fs, entry, by_name == "build_prop")
+        except UnpackError as exc:
+            records.append(
+                FileRecord(
+                    part.name,
+                    entry.path,
+                    dpath,
+                    "file",
+                    entry.mode,
+                    entry.size,
+                    "",
+                    by_name,
+                    error=str(exc),
+                )
+            )
+            continue
+        kind = classify(entry.path, head)
+        record = FileRecord(
+            part.name, entry.path, dpath, "file", entry.mode, entry.size, digest, kind
+        )
+        records.append(record)
+        if kind == "build_prop":
+            props.append((dpath, buildprop.parse(content)))
+        if on_file is not None:
+            on_file(part, entry, record)

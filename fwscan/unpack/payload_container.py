@@ -1,0 +1,52 @@
+"""The A/B ``payload.bin`` as a container of partition images.
+
+The format itself is read by :mod:`fwscan.unpack.payload`; this adapter extracts one
+partition at a time into the work directory, hands it on, and deletes it once it has been
+read, so disk use stays at one partition image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fwscan.errors import FwscanError, LimitError, NeedsSourceError
+from fwscan.unpack import payload
+from fwscan.unpack.base import Child, UnpackContext, Window
+
+
+class PayloadContainer:
+    """Full A/B payloads; incremental ones are refused with the reason."""
+
+    name = "payload"
+
+    def probe(self, window: Window, head: bytes) -> bool:
+        """The ``CrAU`` magic."""
+        return payload.probe(head)
+
+    def expand(self, window: Window, ctx: UnpackContext) -> Iterator[Child]:
+        """Each partition image, extracted and verified, one at a time."""
+        pl = payload.Payload.open(window, ctx.limits)
+        info = pl.info
+        if info.is_incremental:
+            # Every partition of an incremental payload needs the source build.
+            raise NeedsSourceError(
+                "incremental (delta) payload: the source build is needed to rebuild its "
+                "partitions (" + ", ".join(p.name for p in info.partitions) + ")"
+            )
+        for part in info.partitions:
+            if part.new_size > ctx.limits.max_partition_size:
+                err = LimitError(f"{part.name}: {part.new_size} bytes exceeds the partition limit")
+                yield Child(part.name, None, partition=part.name, error=err)
+                continue
+            out = ctx.new_image_path(part.name)
+            try:
+                ctx.account(part.new_size)
+                pl.extract(part.name, out)
+            except FwscanError as exc:
+                out.unlink(missing_ok=True)
+                yield Child(part.name, None, partition=part.name, error=exc)
+                continue
+            try:
+                yield Child(part.name, Window(out), partition=part.name)
+            finally:
+                out.unlink(missing_ok=True)

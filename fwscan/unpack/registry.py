@@ -1,0 +1,144 @@
+"""The one place where unpackers are registered, and the walk over a firmware's tree.
+
+A firmware is a tree: containers (an OTA zip, a payload) hold partition images, and
+filesystems (ext4) hold files. :func:`open_firmware` detects each node by its content, expands
+containers, opens filesystems, and records every node in the coverage list, so that nothing is
+skipped silently. A failure below the top level becomes a record and the walk goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fwscan.errors import InputError, UnpackError
+from fwscan.model import Status
+from fwscan.unpack import ext4
+from fwscan.unpack.base import Child, Container, FileSystem, Filesystem, UnpackContext, Window
+from fwscan.unpack.payload_container import PayloadContainer
+from fwscan.unpack.zipota import OtaZipContainer
+
+HEAD_SIZE = 4096
+
+
+@dataclass
+class OpenedPartition:
+    """A filesystem image ready to be listed."""
+
+    name: str
+    source: str
+    format: str
+    fs: FileSystem
+
+
+# The registrations: a new format is one module and one line here.
+CONTAINERS: tuple[Container, ...] = (OtaZipContainer(), PayloadContainer())
+FILESYSTEMS: tuple[Filesystem, ...] = (Filesystem("ext4", ext4.probe, ext4.Ext4FileSystem),)
+
+
+def detect(window: Window) -> str:
+    """The format name of the bytes in ``window``, or ``unknown``."""
+    head = window.read_head(HEAD_SIZE)
+    for fs in FILESYSTEMS:
+        if fs.probe(head):
+            return fs.name
+    for c in CONTAINERS:
+        if c.probe(window, head):
+            return c.name
+    return "unknown"
+
+
+def open_firmware(path: Path, ctx: UnpackContext) -> Iterator[OpenedPartition]:
+    """Every readable filesystem in the firmware at ``path``, recording coverage in ``ctx``.
+
+    Raises :class:`InputError` or :class:`UnpackError` only when the top-level file itself is
+    unusable; anything below becomes a coverage record.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    try:
+        window = Window(path)
+        window.read_head(1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    yield from _visit(window, path.name, None, 0, ctx)
+
+
+def _volume_label(head: bytes) -> str:
+    raw = head[1024 + 120 : 1024 + 136].split(b"\0", 1)[0]
+    return raw.decode("ascii", "replace") if raw.isascii() else ""
+
+
+def _visit(
+    window: Window, source: str, partition: str | None, depth: int, ctx: UnpackContext
+) -> Iterator[OpenedPartition]:
+    kind = "partition" if partition else ("file" if depth == 0 else "container")
+    if depth > ctx.limits.max_nesting:
+        ctx.record(source, kind, "unknown", Status.SKIPPED, "nesting limit reached")
+        return
+    head = window.read_head(HEAD_SIZE)
+    for fs in FILESYSTEMS:
+        if fs.probe(head):
+            name = (
+                partition or _volume_label(head) or Path(source.rsplit(" > ", maxsplit=1)[-1]).stem
+            )
+            try:
+                opened = fs.open(window, ctx.limits)
+            except UnpackError as exc:
+                if depth == 0:
+                    raise
+                ctx.record(source, "partition", fs.name, Status.FAILED, error=exc)
+                return
+            ctx.record(source, "partition", fs.name, Status.READ)
+            yield OpenedPartition(name, source, fs.name, opened)
+            return
+    for container in CONTAINERS:
+        if not container.probe(window, head):
+            continue
+        children = container.expand(window, ctx)
+        started = False
+        while True:
+            try:
+                child = next(children)
+            except StopIteration:
+                break
+            except UnpackError as exc:
+                if depth == 0 and not started:
+                    raise
+                ctx.record(source, kind, container.name, Status.FAILED, error=exc)
+                return
+            if not started:
+                started = True
+                ctx.record(source, kind, container.name, Status.READ)
+            yield from _child(child, source, partition, depth, ctx)
+        if not started:
+            ctx.record(source, kind, container.name, Status.READ, "holds nothing")
+        return
+    if depth == 0:
+        raise InputError(f"{source}: not a firmware format fwscan reads ({_describe(head)})")
+    reason = f"not a filesystem or container fwscan reads ({_describe(head)})"
+    ctx.record(source, kind, "unknown", Status.SKIPPED, reason)
+
+
+def _child(
+    child: Child, source: str, partition: str | None, depth: int, ctx: UnpackContext
+) -> Iterator[OpenedPartition]:
+    chain = f"{source} > {child.name}"
+    kind = "partition" if child.partition else "container"
+    if child.skipped is not None:
+        ctx.record(chain, kind, "unknown", Status.SKIPPED, child.skipped)
+        return
+    if child.window is None:
+        error = child.error or UnpackError("not produced")
+        ctx.record(chain, kind, child.format, Status.FAILED, error=error)
+        return
+    yield from _visit(child.window, chain, child.partition or partition, depth + 1, ctx)
+
+
+def _describe(head: bytes) -> str:
+    if not head:
+        return "empty"
+    if not any(head):
+        return "all zero bytes"
+    return f"starts with {head[:8].hex()}"

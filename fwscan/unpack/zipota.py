@@ -1,0 +1,85 @@
+"""A/B OTA zip: the ``payload.bin`` member, read in place when it is stored.
+
+An A/B OTA package (what ``ota_from_target_files`` makes for A/B devices) is a zip holding
+``payload.bin``, ``payload_properties.txt`` and ``META-INF/com/android/metadata``. AOSP stores
+``payload.bin`` uncompressed so update_engine can stream it; we read it through a
+:class:`~fwscan.unpack.base.Window` at its data offset. A deflated ``payload.bin`` is copied
+to the work directory first, bounded by the limits.
+
+Limitations: block-based OTA zips and factory image zips are other formats (a zip without
+``payload.bin`` is refused here with a message that says so).
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zipfile
+from collections.abc import Iterator
+
+from fwscan.errors import InputError, LimitError, UnpackError
+from fwscan.unpack.base import Child, UnpackContext, Window
+
+PAYLOAD = "payload.bin"
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+
+
+def _open_zip(window: Window) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(window.open())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        raise UnpackError(f"not a readable zip: {exc}") from exc
+
+
+def _stored_window(window: Window, info: zipfile.ZipInfo) -> Window:
+    """The window of a stored member's data, after checking its local header."""
+    with window.open() as f:
+        f.seek(info.header_offset)
+        raw = f.read(_LOCAL_HEADER.size)
+    if len(raw) != _LOCAL_HEADER.size:
+        raise UnpackError(f"{info.filename}: local header past the end of the zip")
+    sig, *_rest, name_len, extra_len = _LOCAL_HEADER.unpack(raw)
+    if sig != b"PK\x03\x04":
+        raise UnpackError(f"{info.filename}: bad local header signature")
+    start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+    if start + info.compress_size > window.size():
+        raise UnpackError(f"{info.filename}: member data past the end of the zip")
+    return Window(window.path, window.offset + start, info.compress_size)
+
+
+class OtaZipContainer:
+    """The A/B OTA zip container."""
+
+    name = "ab-ota-zip"
+
+    def probe(self, window: Window, head: bytes) -> bool:
+        """A zip (local header or empty-archive end record) at the start."""
+        return head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
+
+    def expand(self, window: Window, ctx: UnpackContext) -> Iterator[Child]:
+        """The ``payload.bin`` member, as a window into the zip or a bounded copy."""
+        with _open_zip(window) as zf:
+            try:
+                info = zf.getinfo(PAYLOAD)
+            except KeyError:
+                names = len(zf.namelist())
+                raise InputError(
+                    f"zip with {names} members and no {PAYLOAD}: not an A/B OTA "
+                    "(block-based OTAs and factory image zips are not read yet)"
+                ) from None
+            if info.compress_type == zipfile.ZIP_STORED:
+                yield Child(PAYLOAD, _stored_window(window, info), format="payload")
+                return
+            if info.file_size > ctx.limits.max_partition_size:
+                raise LimitError(f"{PAYLOAD}: {info.file_size} bytes exceeds the size limit")
+            ctx.account(info.file_size)
+            out = ctx.new_image_path("payload")
+            try:
+                with zf.open(info) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                raise UnpackError(f"{PAYLOAD}: cannot decompress: {exc}") from exc
+            try:
+                yield Child(PAYLOAD, Window(out), format="payload")
+            finally:
+                out.unlink(missing_ok=True)

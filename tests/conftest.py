@@ -1,0 +1,27 @@
+"""Shared fixtures: the third-party corpus and the system tools tests rely on."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = (REPO / ".." / "shared" / "corpus").resolve()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The shared corpus folder; tests that need it skip, visibly, when it is absent."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus folder not found at {CORPUS} (../shared/corpus)")
+    return CORPUS
+
+
+def need_tool(name: str) -> str:
+    """The path of a system tool; a missing tool fails the test (the setup installs them)."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin")
+    if path is None:
+        pytest.fail(f"system tool {name!r} is missing: run `make setup` (apt-get install)")
+    return path
