@@ -1,0 +1,61 @@
+# fwscan: the two quick-start commands are `make demo` and `make test`.
+# Both create .venv, install fwscan with its development tools, and install (as root, with
+# apt-get) the Debian tools the synthesizer and the tests use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    ?= out/demo
+# Debian packages: e2fsprogs (mke2fs, e2fsck, debugfs), dexdump (DEX cross-check),
+# xz-utils/zstd/bzip2 (payload cross-checks), binutils/file (ELF cross-checks), openssl (APK
+# signature cross-check), time (benchmarks' peak memory), apksigner and a JDK (jarsigner) to
+# verify our APK and JAR signatures independently.
+APT_PACKAGES := e2fsprogs dexdump xz-utils zstd bzip2 binutils file openssl time \
+                apksigner openjdk-17-jdk-headless
+
+.PHONY: setup system-deps demo test lint typecheck unit bench clean
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages (run as root or install them):$$missing"; exit 1; fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	@mkdir -p $(OUT)
+	$(BIN)/fwscan synth sample_manifests/nokia7plus-prepatch.yaml -o $(OUT)/nokia7plus-prepatch.zip
+	$(BIN)/fwscan synth sample_manifests/nokia7plus-feb-patch.yaml -o $(OUT)/nokia7plus-feb-patch.zip
+	$(BIN)/fwscan inventory $(OUT)/nokia7plus-prepatch.zip
+	@echo
+	$(BIN)/fwscan inventory $(OUT)/nokia7plus-feb-patch.zip
+
+lint: setup
+	$(BIN)/ruff format --check fwscan tests benchmarks
+	$(BIN)/ruff check fwscan tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy --strict fwscan
+
+unit: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: setup
+	$(BIN)/python benchmarks/unpack_bench.py
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,232 @@
+"""The command line: parse options, call the library, map errors to exit codes.
+
+Exit codes are decided here and only here (see :data:`fwscan.errors.EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from fwscan import __version__
+from fwscan.errors import EXIT_CODES, FwscanError, InputError
+from fwscan.inventory import build_inventory
+from fwscan.model import FileRecord, Inventory, Status
+from fwscan.safepath import SafeWriter
+from fwscan.unpack.base import FsEntry
+from fwscan.unpack.registry import OpenedPartition
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def printable(text: str) -> str:
+    """Text from firmware made safe for a terminal: control characters are escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _fail(exc: BaseException, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exception(exc)
+    code = exc.exit_code if isinstance(exc, FwscanError) else 1
+    message = str(exc) if isinstance(exc, FwscanError) else f"internal error: {exc!r}"
+    click.echo(f"fwscan: error: {printable(message)}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn library errors into a one-line message and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = bool(click.get_current_context().find_root().params.get("verbose"))
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - last line of defence: no tracebacks for users
+            _fail(exc, verbose)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _exit_for(inv: Inventory, failures: list[FwscanError]) -> None:
+    """Report failed partitions on stderr and exit with the code of the first failure."""
+    failed = inv.failed
+    skipped = [c for c in inv.coverage if c.status is Status.SKIPPED]
+    for rec in skipped:
+        click.echo(
+            f"fwscan: note: skipped {printable(rec.source)}: {printable(rec.reason)}", err=True
+        )
+    if failed:
+        for rec in failed:
+            click.echo(f"fwscan: error: {printable(rec.source)}: {printable(rec.reason)}", err=True)
+        sys.exit(max((e.exit_code for e in failures), default=4))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fwscan")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors.")
+def cli(verbose: bool) -> None:
+    """fwscan: static analysis of Android firmware images."""
+
+
+cli.help = (
+    (cli.help or "")
+    + "\n\b\nExit codes:\n"
+    + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
+)
+
+
+def _workdir_option(func: F) -> F:
+    return click.option(
+        "--workdir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where partition images are expanded while reading (default: the system temp dir).",
+    )(func)
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The OTA zip to write.",
+)
+@handle_errors
+def synth(manifest: Path, output: Path) -> None:
+    """Build the firmware described by a MANIFEST (YAML) as an A/B OTA zip."""
+    from fwscan.synth import manifest as manifest_mod
+    from fwscan.synth.build import synthesize
+
+    if not manifest.is_file():
+        raise InputError(f"{manifest}: no such manifest")
+    spec = manifest_mod.load(manifest)
+    result = synthesize(spec, output)
+    click.echo(
+        f"{result.path}  sha256 {result.sha256}  "
+        f"({len(result.partitions)} partitions, {result.apps} apps)"
+    )
+
+
+@cli.command()
+@click.argument("firmware", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the inventory as JSON.")
+@_workdir_option
+@handle_errors
+def inventory(firmware: Path, as_json: bool, workdir: Path | None) -> None:
+    """List every file of every partition of FIRMWARE, with the build identity."""
+    _check_input(firmware)
+    inv, ctx = build_inventory(firmware, workdir=workdir)
+    if as_json:
+        click.echo(inventory_json(inv))
+    else:
+        click.echo(inventory_text(inv))
+    _exit_for(inv, ctx.failures)
+
+
+@cli.command()
+@click.argument("firmware", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The directory to write (must be empty or absent).",
+)
+@handle_errors
+def unpack(firmware: Path, output: Path) -> None:
+    """Extract every file of every partition of FIRMWARE into OUTPUT/<partition>/<path>.
+
+    Symlinks and special files are listed in OUTPUT/inventory.json, never created.
+    """
+    _check_input(firmware)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise InputError(f"{output}: output directory exists and is not empty")
+    writer = SafeWriter(output / "files")
+    work = output / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+
+    def write(part: OpenedPartition, entry: FsEntry, record: FileRecord) -> None:
+        fd = writer.open_new(f"{part.name}/{entry.path}")
+        with os.fdopen(fd, "wb") as out:
+            for chunk in part.fs.iter_content(entry):
+                out.write(chunk)
+
+    try:
+        inv, ctx = build_inventory(firmware, workdir=work, on_file=write)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (output / "inventory.json").write_text(inventory_json(inv) + "\n", encoding="utf-8")
+    parts = sum(1 for c in inv.coverage if c.kind == "partition" and c.status is Status.READ)
+    click.echo(f"{len(inv.files)} files from {parts} partitions written to {output / 'files'}")
+    _exit_for(inv, ctx.failures)
+
+
+def _check_input(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+
+
+def inventory_json(inv: Inventory) -> str:
+    """The deterministic JSON form of an inventory."""
+    return json.dumps(inv.to_dict(), indent=2, sort_keys=True, ensure_ascii=True)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def inventory_text(inv: Inventory) -> str:
+    """A human-readable inventory."""
+    b = inv.build
+    p = printable
+    lines = [
+        f"{p(inv.input.name)}  ({inv.input.format}, {_size(inv.input.size)}, "
+        f"sha256 {inv.input.sha256})",
+        f"  fingerprint     {p(b.fingerprint) or '-'}",
+        f"  model           {p(b.model) or '-'}  "
+        f"(brand {p(b.brand) or '-'}, device {p(b.device) or '-'})",
+        f"  display id      {p(b.display_id) or '-'}   incremental {p(b.incremental) or '-'}",
+        f"  android         {p(b.release) or '-'} (sdk {p(b.sdk) or '-'})",
+        f"  security patch  {p(b.security_patch) or '-'}   "
+        f"vendor {p(b.vendor_security_patch) or '-'}",
+        "",
+        "coverage:",
+    ]
+    for c in inv.coverage:
+        reason = f": {p(c.reason)}" if c.reason else ""
+        lines.append(f"  {c.status.value:<8} {c.kind:<9} {c.format:<11} {p(c.source)}{reason}")
+    lines += ["", f"files ({len(inv.files)}):"]
+    for f in inv.files:
+        digest = (
+            f.sha256[:16]
+            if f.sha256
+            else ("-> " + p(f.link_target or "") if f.link_target else "-")
+        )
+        extra = f"  [error: {p(f.error)}]" if f.error else ""
+        lines.append(
+            f"  {f.kind:<15} {f.size:>10}  {f.mode:o}  {digest:<16}  {p(f.device_path)}{extra}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="fwscan")
