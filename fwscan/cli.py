@@ -71,18 +71,14 @@ def _exit_for(inv: Inventory, failures: list[FwscanError]) -> None:
         sys.exit(max((e.exit_code for e in failures), default=4))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, prog_name="fwscan")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors.")
 def cli(verbose: bool) -> None:
     """fwscan: static analysis of Android firmware images."""
-
-
-cli.help = (
-    (cli.help or "")
-    + "\n\b\nExit codes:\n"
-    + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
-)
 
 
 def _workdir_option(func: F) -> F:
@@ -95,7 +91,7 @@ def _workdir_option(func: F) -> F:
 
 
 @cli.command()
-@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("manifest", type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",
@@ -120,7 +116,7 @@ def synth(manifest: Path, output: Path) -> None:
 
 
 @cli.command()
-@click.argument("firmware", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("firmware", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the inventory as JSON.")
 @_workdir_option
 @handle_errors
@@ -136,7 +132,7 @@ def inventory(firmware: Path, as_json: bool, workdir: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("firmware", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("firmware", type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fwscan import __version__, buildprop
-from fwscan.errors import LimitError, UnpackError
+from fwscan.errors import LimitError
 from fwscan.limits import DEFAULT_LIMITS, Limits
 from fwscan.model import FileRecord, InputInfo, Inventory, Status
 from fwscan.unpack.base import EntryType, FileSystem, FsEntry, UnpackContext, Window
-from fwscan.unpack.registry import OpenedPartition, detect, open_firmware
+from fwscan.unpack.registry import OpenedPartition, as_unpack_error, detect, open_firmware
 
 KINDS = (
     "apk",
@@ -144,8 +144,8 @@ def _list_partition(
 ) -> None:
     try:
         entries = [e for e in part.fs.walk() if e.type is not EntryType.DIR]
-    except UnpackError as exc:
-        ctx.record(part.source, "partition", part.format, Status.FAILED, error=exc)
+    except Exception as exc:  # noqa: BLE001 - a broken partition is recorded, not fatal
+        ctx.record(part.source, "partition", part.format, Status.FAILED, error=as_unpack_error(exc))
         return
     sar = _is_system_as_root(entries)
     for entry in entries:
@@ -170,7 +170,7 @@ def _list_partition(
         by_name = classify(entry.path, b"")
         try:
             digest, head, content = _hash_entry(part.fs, entry, by_name == "build_prop")
-        except UnpackError as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken file is recorded, not fatal
             records.append(
                 FileRecord(
                     part.name,
@@ -181,7 +181,7 @@ def _list_partition(
                     entry.size,
                     "",
                     by_name,
-                    error=str(exc),
+                    error=str(as_unpack_error(exc)),
                 )
             )
             continue
@@ -193,4 +193,8 @@ def _list_partition(
         if kind == "build_prop":
             props.append((dpath, buildprop.parse(content)))
         if on_file is not None:
-            on_file(part, entry, record)
+            try:
+                on_file(part, entry, record)
+            except Exception as exc:  # noqa: BLE001 - one file's failure is recorded, not fatal
+                where = f"{part.source} > {entry.path}"
+                ctx.record(where, "file", kind, Status.FAILED, error=as_unpack_error(exc))

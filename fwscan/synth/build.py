@@ -113,7 +113,8 @@ def build_app(app: AppSpec, out: Path) -> None:
         if c.kind in ("activity", "service", "receiver")
     ]
     classes = sorted({c.class_name for c in components} | {a.class_name for a in app.behaviours})
-    groups = _split(classes, min(app.dex_count, max(1, len(classes))))
+    # An app without classes (a resource-only app) has no DEX at all, as on real devices.
+    groups = _split(classes, min(app.dex_count, len(classes)))
     dex_files = [
         behaviours.build_app_dex(
             [c for c in components if c.class_name in group],
@@ -196,11 +197,17 @@ def _zip_info(name: str, compress: int) -> zipfile.ZipInfo:
     return info
 
 
-def _data_offset(zf: zipfile.ZipFile, name: str) -> tuple[int, int]:
+def _data_offset(zf: zipfile.ZipFile, path: Path, name: str) -> tuple[int, int]:
+    """Offset and size of a member's data, read from its local header (whose extra field may
+    differ from the central directory's)."""
     info = zf.getinfo(name)
-    return info.header_offset + 30 + len(info.filename.encode()) + len(
-        info.extra
-    ), info.compress_size
+    assert zf.fp is not None
+    zf.fp.flush()
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len = int.from_bytes(f.read(2), "little")
+        extra_len = int.from_bytes(f.read(2), "little")
+    return info.header_offset + 30 + name_len + extra_len, info.compress_size
 
 
 def write_ota_zip(
@@ -212,14 +219,13 @@ def write_ota_zip(
 ) -> None:
     """The A/B OTA zip: stored payload.bin, properties, then the metadata naming their offsets."""
     with zipfile.ZipFile(out, "w") as zf:
-        with (
-            open(payload_path, "rb") as src,
-            zf.open(_zip_info("payload.bin", zipfile.ZIP_STORED), "w", force_zip64=True) as dst,
-        ):
+        info = _zip_info("payload.bin", zipfile.ZIP_STORED)
+        info.file_size = payload_path.stat().st_size  # zip64 only when the size needs it
+        with open(payload_path, "rb") as src, zf.open(info, "w") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         zf.writestr(_zip_info("payload_properties.txt", zipfile.ZIP_STORED), properties)
-        pay_off, pay_len = _data_offset(zf, "payload.bin")
-        prop_off, prop_len = _data_offset(zf, "payload_properties.txt")
+        pay_off, pay_len = _data_offset(zf, out, "payload.bin")
+        prop_off, prop_len = _data_offset(zf, out, "payload_properties.txt")
         files = (
             f"payload_metadata.bin:{pay_off}:{metadata_size},"
             f"payload.bin:{pay_off}:{pay_len},payload_properties.txt:{prop_off}:{prop_len}"

@@ -15,7 +15,8 @@ from fwscan.unpack.base import Child, UnpackContext, Window
 
 
 class PayloadContainer:
-    """Full A/B payloads; incremental ones are refused with the reason."""
+    """A/B payloads. Partitions of an incremental payload that need the source build are
+    recorded as failed with the reason; fully replaced ones are still read."""
 
     name = "payload"
 
@@ -26,14 +27,15 @@ class PayloadContainer:
     def expand(self, window: Window, ctx: UnpackContext) -> Iterator[Child]:
         """Each partition image, extracted and verified, one at a time."""
         pl = payload.Payload.open(window, ctx.limits)
-        info = pl.info
-        if info.is_incremental:
-            # Every partition of an incremental payload needs the source build.
-            raise NeedsSourceError(
-                "incremental (delta) payload: the source build is needed to rebuild its "
-                "partitions (" + ", ".join(p.name for p in info.partitions) + ")"
-            )
-        for part in info.partitions:
+        for part in pl.info.partitions:
+            if part.is_incremental:
+                types = ", ".join(t.name for t in part.source_op_types)
+                err = NeedsSourceError(
+                    f"incremental update ({types}): the source build is needed to rebuild "
+                    "this partition"
+                )
+                yield Child(part.name, None, partition=part.name, error=err, format="payload")
+                continue
             if part.new_size > ctx.limits.max_partition_size:
                 err = LimitError(f"{part.name}: {part.new_size} bytes exceeds the partition limit")
                 yield Child(part.name, None, partition=part.name, error=err)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fwscan.errors import InputError, UnpackError
+from fwscan.errors import FwscanError, InputError, UnpackError
 from fwscan.model import Status
 from fwscan.unpack import ext4
 from fwscan.unpack.base import Child, Container, FileSystem, Filesystem, UnpackContext, Window
@@ -85,10 +85,11 @@ def _visit(
             )
             try:
                 opened = fs.open(window, ctx.limits)
-            except UnpackError as exc:
+            except Exception as exc:  # hostile bytes must not end the walk
+                err = as_unpack_error(exc)
                 if depth == 0:
-                    raise
-                ctx.record(source, "partition", fs.name, Status.FAILED, error=exc)
+                    raise _named(err, source) from exc
+                ctx.record(source, "partition", fs.name, Status.FAILED, error=err)
                 return
             ctx.record(source, "partition", fs.name, Status.READ)
             yield OpenedPartition(name, source, fs.name, opened)
@@ -103,10 +104,11 @@ def _visit(
                 child = next(children)
             except StopIteration:
                 break
-            except UnpackError as exc:
+            except Exception as exc:  # hostile bytes must not end the walk
+                err = as_unpack_error(exc)
                 if depth == 0 and not started:
-                    raise
-                ctx.record(source, kind, container.name, Status.FAILED, error=exc)
+                    raise _named(err, source) from exc
+                ctx.record(source, kind, container.name, Status.FAILED, error=err)
                 return
             if not started:
                 started = True
@@ -134,6 +136,19 @@ def _child(
         ctx.record(chain, kind, child.format, Status.FAILED, error=error)
         return
     yield from _visit(child.window, chain, child.partition or partition, depth + 1, ctx)
+
+
+def as_unpack_error(exc: Exception) -> FwscanError:
+    """Our own errors as they are; anything else (a parser bug met by hostile bytes) as an
+    :class:`UnpackError` naming the exception, so one bad node never ends the walk."""
+    if isinstance(exc, FwscanError):
+        return exc
+    return UnpackError(f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _named(exc: FwscanError, source: str) -> FwscanError:
+    """The same error, its message prefixed with where it happened."""
+    return type(exc)(f"{source}: {exc}")
 
 
 def _describe(head: bytes) -> str:
