@@ -38,7 +38,7 @@ class Window:
 
     def open(self) -> BinaryIO:
         """A read-only, seekable stream over exactly this range."""
-        return _WindowReader(self.path, self.offset, self.size())
+        return io.BufferedReader(_WindowReader(self.path, self.offset, self.size()), 1 << 16)
 
     def read_head(self, n: int) -> bytes:
         """The first ``n`` bytes (fewer if the window is shorter)."""

@@ -30,15 +30,15 @@ class PayloadContainer:
         for part in pl.info.partitions:
             if part.is_incremental:
                 types = ", ".join(t.name for t in part.source_op_types)
-                err = NeedsSourceError(
+                needs = NeedsSourceError(
                     f"incremental update ({types}): the source build is needed to rebuild "
                     "this partition"
                 )
-                yield Child(part.name, None, partition=part.name, error=err, format="payload")
+                yield Child(part.name, None, partition=part.name, error=needs, format="payload")
                 continue
             if part.new_size > ctx.limits.max_partition_size:
-                err = LimitError(f"{part.name}: {part.new_size} bytes exceeds the partition limit")
-                yield Child(part.name, None, partition=part.name, error=err)
+                big = LimitError(f"{part.new_size} bytes exceeds the partition size limit")
+                yield Child(part.name, None, partition=part.name, error=big)
                 continue
             out = ctx.new_image_path(part.name)
             try:
