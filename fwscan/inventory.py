@@ -147,6 +147,8 @@ def _list_partition(
     except Exception as exc:  # noqa: BLE001 - a broken partition is recorded, not fatal
         ctx.record(part.source, "partition", part.format, Status.FAILED, error=as_unpack_error(exc))
         return
+    for err in part.fs.errors:
+        ctx.record(part.source, "file", part.format, Status.FAILED, error=err)
     sar = _is_system_as_root(entries)
     for entry in entries:
         if len(records) >= limits.max_files:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from fwscan.errors import FwscanError, LimitError
+from fwscan.errors import FwscanError, LimitError, UnpackError
 from fwscan.limits import DEFAULT_LIMITS, Limits
 from fwscan.model import CoverageRecord, Status
 
@@ -120,6 +120,9 @@ class FsEntry:
 
 class FileSystem(Protocol):
     """A read-only filesystem image."""
+
+    errors: list[UnpackError]
+    """Damage met by :meth:`walk` (a broken directory is skipped, the walk goes on)."""
 
     def walk(self) -> Iterator[FsEntry]:
         """Every entry except the root, parents before children, siblings sorted by name."""
