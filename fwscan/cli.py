@@ -50,6 +50,11 @@ def handle_errors(func: F) -> F:
         verbose = bool(click.get_current_context().find_root().params.get("verbose"))
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            # The reader went away (``fwscan ... | head``): stop quietly, as other tools do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
         except Exception as exc:  # noqa: BLE001 - last line of defence: no tracebacks for users
             _fail(exc, verbose)
         return None
@@ -167,6 +172,175 @@ def unpack(firmware: Path, output: Path) -> None:
     parts = sum(1 for c in inv.coverage if c.kind == "partition" and c.status is Status.READ)
     click.echo(f"{len(inv.files)} files from {parts} partitions written to {output / 'files'}")
     _exit_for(inv, ctx.failures)
+
+
+@cli.command()
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the scan result (schema fwscan.scan/1) to this file.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Worker processes for artifact analysis.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Result cache folder (default: $FWSCAN_CACHE_DIR or ~/.cache/fwscan).",
+)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=600,
+    show_default=True,
+    help="Seconds one artifact's analysis may take before it is recorded as failed.",
+)
+@click.option(
+    "--memory-limit",
+    type=click.IntRange(256),
+    default=3072,
+    show_default=True,
+    help="Memory (MiB) one analysis worker may use before it is recorded as failed.",
+)
+@click.option(
+    "--signatures",
+    "signatures_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Use the signature files in this folder.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
+@_workdir_option
+@handle_errors
+def scan(
+    target: Path,
+    json_out: Path | None,
+    jobs: int,
+    cache_dir: Path | None,
+    no_cache: bool,
+    timeout: float,
+    memory_limit: int,
+    signatures_dir: Path | None,
+    quiet: bool,
+    workdir: Path | None,
+) -> None:
+    """Scan TARGET (a firmware file, an APK/JAR/DEX/ELF, or a directory of them) for
+    identifier reads, endpoints and flows of identifiers to network and SMS sinks."""
+    from fwscan.cache import default_cache_dir
+    from fwscan.pipeline import ScanOptions
+    from fwscan.pipeline import scan as run_scan
+
+    if not target.exists():
+        raise InputError(f"{target}: no such file or directory")
+    options = ScanOptions(
+        jobs=jobs,
+        cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+        workdir=workdir,
+        timeout=timeout,
+        memory_limit=memory_limit << 20,
+        progress=not quiet,
+        signatures_dir=signatures_dir,
+    )
+    result, stats = run_scan(target, options)
+    if json_out is not None:
+        json_out.write_text(result_json(result) + "\n", encoding="utf-8")
+    if not quiet:
+        click.echo(scan_summary(result))
+        click.echo(
+            f"fwscan: {stats.artifacts} artifacts: {stats.analysed} analysed, "
+            f"{stats.cached} from cache, {stats.failed} failed; "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in stats.seconds.items()),
+            err=True,
+        )
+    failures = [c for c in result.coverage if c.status is Status.FAILED]
+    for rec in failures:
+        click.echo(f"fwscan: error: {printable(rec.source)}: {printable(rec.reason)}", err=True)
+    if failures:
+        sys.exit(4)
+
+
+def result_json(result: Any) -> str:
+    """The deterministic JSON form of a scan result."""
+    return json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=True)
+
+
+def scan_summary(result: Any, limit: int = 20) -> str:
+    """The headline of a scan: identity, counts, then the most severe findings."""
+    p = printable
+    b = result.build
+    s = result.summary()
+    lines = [
+        f"{p(result.input.name)}: {p(b.fingerprint) or '(no build fingerprint)'}",
+        f"  model {p(b.model) or '-'}, security patch {p(b.security_patch) or '-'}; "
+        f"{s['files']} files, {s['apps']} apps, {s['artifacts']} artifacts analysed",
+        "  findings: "
+        + (", ".join(f"{n} {k}" for k, n in s["findings_by_severity"].items()) or "none"),
+    ]
+    shown = [
+        f for f in result.findings if f.kind.value in ("flow", "read", "endpoint", "native", "sink")
+    ]
+    for f in shown[:limit]:
+        lines.append(f"  [{f.severity.label:<8}] {p(f.component)}: {p(f.title)}")
+    if len(shown) > limit:
+        lines.append(f"  ... {len(shown) - limit} more (see --json)")
+    if result.errors:
+        lines.append(f"  {len(result.errors)} artifact problems recorded (see errors in --json)")
+    return "\n".join(lines)
+
+
+@cli.group()
+def signatures() -> None:
+    """Inspect the signature set (sources, sinks, endpoints, native names)."""
+
+
+@signatures.command("list")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A signature folder other than the bundled one.",
+)
+@handle_errors
+def signatures_list(directory: Path | None) -> None:
+    """List every rule: id, kind, severity and summary."""
+    from fwscan.signatures import describe, load_signatures
+
+    sigset = load_signatures(directory)
+    click.echo(f"signature set {sigset.version} (sha256 {sigset.sha256})")
+    for row in describe(sigset):
+        summary = printable(str(row["summary"]))
+        click.echo(f"{row['id']:<48} {row['kind']:<9} {row['severity']:<8} {summary}")
+
+
+@signatures.command("check")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A signature folder other than the bundled one.",
+)
+@handle_errors
+def signatures_check(directory: Path | None) -> None:
+    """Validate the signature files; exit 8 with one line per problem if any."""
+    from fwscan.signatures import check
+
+    problems = check(directory)
+    for line in problems:
+        click.echo(f"fwscan: error: {printable(line)}", err=True)
+    if problems:
+        sys.exit(8)
+    click.echo("signatures: OK")
 
 
 def _check_input(path: Path) -> None:

@@ -49,6 +49,18 @@ class LimitError(UnpackError):
     exit_code = 4
 
 
+class AnalysisError(FwscanError):
+    """An artifact (APK, DEX, ELF, configuration file) cannot be analysed."""
+
+    exit_code = 4
+
+
+class SignatureError(FwscanError):
+    """A signature file in ``signatures/`` is invalid; the message names file, rule and field."""
+
+    exit_code = 8
+
+
 class ToolError(FwscanError):
     """An external tool the synthesizer needs (mke2fs, ...) is missing or failed."""
 
@@ -64,4 +76,5 @@ EXIT_CODES: dict[int, str] = {
     5: "integrity failure: an operation or partition hash does not match",
     6: "incremental update: the source build is needed",
     7: "an external tool needed to synthesize firmware is missing or failed",
+    8: "invalid signature files",
 }

@@ -60,6 +60,19 @@ class Kind(enum.Enum):
     """An init service that starts a binary."""
 
 
+KIND_ORDER = (
+    Kind.FLOW,
+    Kind.READ,
+    Kind.SINK,
+    Kind.ENDPOINT,
+    Kind.NATIVE,
+    Kind.SERVICE,
+    Kind.PERMISSION,
+    Kind.PRIVILEGE,
+)
+"""The order a reader wants findings of one severity in."""
+
+
 @dataclass(frozen=True)
 class Evidence:
     """Where a finding was seen, precise enough to check by hand."""

@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from fwscan import __version__, buildprop
+from fwscan.blobstore import BlobStore, sha256_file
 from fwscan.errors import LimitError
 from fwscan.limits import DEFAULT_LIMITS, Limits
 from fwscan.model import FileRecord, InputInfo, Inventory, Status
 from fwscan.unpack.base import EntryType, FileSystem, FsEntry, UnpackContext, Window
+from fwscan.unpack.hostdir import HostFileSystem
 from fwscan.unpack.registry import OpenedPartition, as_unpack_error, detect, open_firmware
 
 KINDS = (
@@ -66,8 +69,9 @@ def classify(path: str, head: bytes) -> str:
 
 
 def device_path(partition: str, path: str, system_as_root: bool) -> str:
-    """Where a file of ``partition`` appears on a running device."""
-    if partition == "system" and system_as_root:
+    """Where a file of ``partition`` appears on a running device (for a host directory, whose
+    partition is ``""``, the path under it)."""
+    if not partition or (partition == "system" and system_as_root):
         return "/" + path
     return f"/{partition}/{path}"
 
@@ -77,27 +81,40 @@ def _is_system_as_root(entries: list[FsEntry]) -> bool:
     return "system/build.prop" in paths and "build.prop" not in paths
 
 
-def _hash_entry(fs: FileSystem, entry: FsEntry, keep_content: bool) -> tuple[str, bytes, bytes]:
-    """SHA-256, the first bytes, and (when asked, up to the build.prop bound) the content."""
+def _hash_entry(
+    fs: FileSystem, entry: FsEntry, keep_content: bool, store: BlobStore | None
+) -> tuple[str, bytes, bytes]:
+    """SHA-256, the first bytes, and (when asked, up to the build.prop bound) the content.
+
+    When ``store`` wants the file's kind (known after the first chunk), the content is copied
+    into the store in the same pass.
+    """
     digest = hashlib.sha256()
     head = b""
     keep: bytearray | None = bytearray() if keep_content else None
-    for chunk in fs.iter_content(entry):
-        if len(head) < 64:
-            head += chunk[: 64 - len(head)]
-        digest.update(chunk)
-        if keep is not None and len(keep) < buildprop.MAX_PROP_FILE:
-            keep += chunk
-    return digest.hexdigest(), head, bytes(keep or b"")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file on disk, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
+    out: BinaryIO | None = None
+    tmp: Path | None = None
+    try:
+        for chunk in fs.iter_content(entry):
+            if len(head) < 64:
+                head += chunk[: 64 - len(head)]
+                if store is not None and out is None and store.wants(classify(entry.path, head)):
+                    out, tmp = store.new_file()
             digest.update(chunk)
-    return digest.hexdigest()
+            if out is not None:
+                out.write(chunk)
+            if keep is not None and len(keep) < buildprop.MAX_PROP_FILE:
+                keep += chunk
+    except BaseException:
+        if out is not None and tmp is not None:
+            out.close()
+            BlobStore.discard(tmp)
+        raise
+    sha = digest.hexdigest()
+    if out is not None and tmp is not None and store is not None:
+        out.close()
+        store.commit(tmp, sha)
+    return sha, head, bytes(keep or b"")
 
 
 def build_inventory(
@@ -106,20 +123,35 @@ def build_inventory(
     workdir: Path | None = None,
     limits: Limits = DEFAULT_LIMITS,
     on_file: FileSink | None = None,
+    store: BlobStore | None = None,
+    as_files: bool = False,
 ) -> tuple[Inventory, UnpackContext]:
-    """Unpack ``path`` and list every file. ``on_file`` sees each regular file as it is read
-    (the unpack command writes it out; the scanner will analyse it)."""
+    """Unpack ``path`` and list every file. ``on_file`` sees each regular file after it is read
+    (the unpack command writes it out); ``store`` receives copies of the files the analyzers
+    need, in the same read. With ``as_files``, ``path`` (a directory or a single file such as an
+    APK) is listed as it is, without looking for firmware containers."""
     with tempfile.TemporaryDirectory(prefix="fwscan-", dir=workdir) as tmp:
         ctx = UnpackContext(Path(tmp), limits)
-        fmt = detect(Window(path)) if path.is_file() else "unknown"
         records: list[FileRecord] = []
         props: list[tuple[str, dict[str, str]]] = []
-        for part in open_firmware(path, ctx):
+        if as_files:
+            fmt = "directory" if path.is_dir() else "file"
+            ctx.record(path.name, "file", fmt, Status.READ)
+            parts: Iterator[OpenedPartition] = iter(
+                [OpenedPartition("", path.name, fmt, HostFileSystem(path, limits))]
+            )
+        else:
+            fmt = detect(Window(path)) if path.is_file() else "unknown"
+            parts = open_firmware(path, ctx)
+        for part in parts:
             try:
-                _list_partition(part, ctx, limits, records, props, on_file)
+                _list_partition(part, ctx, limits, records, props, on_file, store)
             finally:
                 part.fs.close()
-        info = InputInfo(path.name, path.stat().st_size, sha256_file(path), fmt)
+        if path.is_dir():
+            info = InputInfo(path.name, 0, "", fmt)
+        else:
+            info = InputInfo(path.name, path.stat().st_size, sha256_file(path), fmt)
     records.sort(key=lambda r: (r.partition, r.path))
     return (
         Inventory(
@@ -141,6 +173,7 @@ def _list_partition(
     records: list[FileRecord],
     props: list[tuple[str, dict[str, str]]],
     on_file: FileSink | None,
+    store: BlobStore | None,
 ) -> None:
     try:
         entries = [e for e in part.fs.walk() if e.type is not EntryType.DIR]
@@ -171,7 +204,7 @@ def _list_partition(
             continue
         by_name = classify(entry.path, b"")
         try:
-            digest, head, content = _hash_entry(part.fs, entry, by_name == "build_prop")
+            digest, head, content = _hash_entry(part.fs, entry, by_name == "build_prop", store)
         except Exception as exc:  # noqa: BLE001 - a broken file is recorded, not fatal
             records.append(
                 FileRecord(

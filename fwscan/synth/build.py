@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fwscan.blobstore import sha256_file
 from fwscan.synth import apk, axml, behaviours, elf, ext4img
 from fwscan.synth.manifest import AppSpec, BuildManifest, NativeSpec, PartitionSpec
 from fwscan.synth.payload import PartitionImage, write_payload
@@ -265,10 +266,6 @@ def synthesize(manifest: BuildManifest, out: Path, *, workdir: Path | None = Non
         ]
         out.parent.mkdir(parents=True, exist_ok=True)
         write_ota_zip(out, payload, props.text(), metadata, props.METADATA_SIZE)
-    digest = hashlib.sha256()
-    with open(out, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
     return SynthResult(
-        out, digest.hexdigest(), tuple(p.name for p in manifest.partitions), len(manifest.apps)
+        out, sha256_file(out), tuple(p.name for p in manifest.partitions), len(manifest.apps)
     )

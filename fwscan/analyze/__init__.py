@@ -1,0 +1,1 @@
+"""Static analysis of app code: a fast DEX reader and an identifier-flow analysis on top of it."""
