@@ -137,15 +137,26 @@ class Finding:
         return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
     def sort_key(self) -> tuple[Any, ...]:
-        """Most severe first, then stable by identity."""
+        """Most severe first; within a severity, flows before reads before the rest, and
+        among those the weightier first (a known endpoint, clear text, more identifiers);
+        then stable by identity."""
         return (
             -self.severity,
-            self.kind.value,
+            KIND_ORDER.index(self.kind),
+            -self.weight,
             self.component,
             self.rule,
             self.category,
             self.target,
         )
+
+    @property
+    def weight(self) -> int:
+        """A tie-breaker between findings of one severity and kind."""
+        attrs = dict(self.attributes)
+        known = 100 if "owner" in attrs else 0
+        clear = 10 if attrs.get("cleartext") == "true" else 0
+        return known + clear + len([c for c in self.category.split("+") if c])
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""

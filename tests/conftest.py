@@ -25,3 +25,20 @@ def need_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"system tool {name!r} is missing: run `make setup` (apt-get install)")
     return path
+
+
+SAMPLES = REPO / "sample_manifests"
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The sample firmware builds, synthesized once per test session."""
+    from fwscan.synth import manifest as manifest_mod
+    from fwscan.synth.build import synthesize
+
+    out = tmp_path_factory.mktemp("samples")
+    built = {}
+    for name in ("nokia7plus-prepatch", "nokia7plus-feb-patch"):
+        spec = manifest_mod.load(SAMPLES / f"{name}.yaml")
+        built[name] = synthesize(spec, out / f"{name}.zip").path
+    return built

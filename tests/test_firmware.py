@@ -13,9 +13,8 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
-from conftest import REPO, need_tool
+from conftest import SAMPLES, need_tool
 
 from fwscan.cli import cli
 from fwscan.inventory import build_inventory
@@ -24,18 +23,7 @@ from fwscan.synth.build import synthesize
 from fwscan.unpack.base import Window
 from fwscan.unpack.payload import Payload
 
-SAMPLES = REPO / "sample_manifests"
 AUTOREG = "/system/priv-app/AutoRegistration/AutoRegistration.apk"
-
-
-@pytest.fixture(scope="session")
-def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("samples")
-    built = {}
-    for name in ("nokia7plus-prepatch", "nokia7plus-feb-patch"):
-        spec = manifest_mod.load(SAMPLES / f"{name}.yaml")
-        built[name] = synthesize(spec, out / f"{name}.zip").path
-    return built
 
 
 def _payload_window(ota: Path) -> Window:

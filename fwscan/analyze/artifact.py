@@ -130,6 +130,8 @@ def _code_only(data: bytes, source: str, sig: SignatureSet, split: Any) -> dict[
         dexes, errors = [], [str(exc)]
     names = [("classes.dex" if i == 0 else f"classes{i + 1}.dex", d) for i, d in enumerate(dexes)]
     code = code_facts(names, sig) if names else None
+    if code is not None:
+        errors += code["errors"]
     return {
         "type": source,
         "code": code,
@@ -155,6 +157,8 @@ def _package(path: Path, kind: str, sig: SignatureSet) -> dict[str, Any]:
         dexes, libs, errs = [], [], [str(exc)]
     errors += errs
     code = code_facts(dexes, sig) if dexes else None
+    if code is not None:
+        errors += code["errors"]
     natives: dict[str, Any] = {}
     for name, data in libs:
         try:

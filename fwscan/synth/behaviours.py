@@ -70,7 +70,16 @@ IDENTIFIERS: tuple[str, ...] = (
 )
 """The identifiers an action can read."""
 
-SINKS: tuple[str, ...] = ("http_post", "http_get", "sms", "display", "log", "socket", "file")
+SINKS: tuple[str, ...] = (
+    "http_post",
+    "http_get",
+    "sms",
+    "display",
+    "log",
+    "socket",
+    "file",
+    "broadcast",
+)
 """Where an action can send what it read."""
 
 MAX_ACTION_ITEMS = 64
@@ -126,7 +135,8 @@ class Action:
     """Where the payload goes (one of :data:`SINKS`), or ``None`` to keep it in a field."""
     target: str | None = None
     """URL for ``http_*``, ``host:port`` for ``socket``, number for ``sms``, tag for ``log``,
-    path for ``file``; ``None`` for ``display`` and for no sink."""
+    path for ``file``, intent action for ``broadcast``; ``None`` for ``display`` and for no
+    sink."""
     strings: tuple[str, ...] = ()
     """Extra string constants the method loads with ``const-string`` (benign URLs, ...)."""
     load_library: str | None = None
@@ -383,6 +393,7 @@ class _ActionWriter:
             "log": self._log,
             "socket": self._socket,
             "file": self._file,
+            "broadcast": self._broadcast,
         }
         writers[sink](code, regs, payload)
 
@@ -480,6 +491,19 @@ class _ActionWriter:
         code.const_string(regs["text"], self._target)
         code.invoke("direct", _m(f"{stream}-><init>({_STRING})V"), regs["object"], regs["text"])
         self._write(code, regs, stream, regs["object"], payload)
+
+    def _broadcast(self, code: Code, regs: _Regs, payload: Reg) -> None:
+        """``Intent i = new Intent(action); i.putExtra("data", payload);
+        context.sendBroadcast(i)``: an inter-process sink."""
+        intent = "Landroid/content/Intent;"
+        code.new_instance(regs["object"], intent)
+        code.const_string(regs["text"], self._target)
+        code.invoke("direct", _m(f"{intent}-><init>({_STRING})V"), regs["object"], regs["text"])
+        code.const_string(regs["text"], "data")
+        spec = f"{intent}->putExtra({_STRING}{_STRING}){intent}"
+        code.invoke("virtual", _m(spec), regs["object"], regs["text"], payload)
+        spec = f"{_CONTEXT}->sendBroadcast({intent})V"
+        code.invoke("virtual", _m(spec), code.param(0), regs["object"])
 
 
 def _lifecycle(cls: ClassBuilder, superclass: str, actions: Sequence[MethodRef]) -> None:

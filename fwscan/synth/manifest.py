@@ -535,7 +535,7 @@ class _Checker:
                 raise self.fail(f"{where}.reads", f"{r!r} is not one of {', '.join(IDENTIFIERS)}")
         sink = None if m.get("sink") is None else self.choice(m["sink"], f"{where}.sink", SINKS)
         target = None if m.get("target") is None else self.string(m["target"], f"{where}.target")
-        if sink in ("http_post", "http_get", "sms", "socket", "file") and target is None:
+        if sink in ("http_post", "http_get", "sms", "socket", "file", "broadcast") and not target:
             raise self.fail(f"{where}.target", f"sink {sink!r} needs a target")
         via = m.get("via_helper", False)
         if not isinstance(via, bool):
