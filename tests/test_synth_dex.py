@@ -50,6 +50,7 @@ TARGETS: dict[str, str | None] = {
     "log": "RegTag",
     "socket": "203.0.113.7:8443",
     "file": "/sdcard/.cache/id.txt",
+    "broadcast": "com.example.ID_READY",
 }
 SOURCE_APIS: dict[str, tuple[str, ...]] = {
     "imei": ("Landroid/telephony/TelephonyManager;", "getImei", "()Ljava/lang/String;"),
@@ -100,6 +101,7 @@ SINK_APIS: dict[str, tuple[str, ...]] = {
     "log": ("Landroid/util/Log;", "d", "(Ljava/lang/String; Ljava/lang/String;)I"),
     "socket": ("Ljava/io/OutputStream;", "write", "([B)V"),
     "file": ("Ljava/io/FileOutputStream;", "write", "([B)V"),
+    "broadcast": ("Landroid/content/Context;", "sendBroadcast", "(Landroid/content/Intent;)V"),
 }
 NETWORK_OR_SMS = ("Ljava/net/", "Landroid/telephony/SmsManager;")
 
