@@ -68,6 +68,22 @@ _FLOW_SEVERITY = {
 }
 
 
+def _flow_title(kind: str, names: str, target: str, owner: str) -> str:
+    """What a flow does, in the words of its sink kind."""
+    whose = f" ({owner})" if owner else ""
+    if kind == "network":
+        return f"sends the {names} over the network" + (f" to {target}" if target else "") + whose
+    if kind == "sms":
+        return f"sends the {names} by SMS" + (f" to {target}" if target else "")
+    if kind == "log":
+        return f"writes the {names} to the system log" + (f" (tag {target})" if target else "")
+    if kind == "file":
+        return f"writes the {names} to a file" + (f" ({target})" if target else "")
+    if kind == "ipc":
+        return f"passes the {names} to other apps" + (f" ({target})" if target else "")
+    return f"sends the {names} to a {kind} sink" + (f" ({target})" if target else "")
+
+
 def _category_order(category: str) -> tuple[int, str]:
     order = list(CATEGORY_NAMES)
     return (order.index(category) if category in order else len(order), category)
@@ -105,17 +121,7 @@ def _loc_evidence(artifact: str, loc: Sequence[Any], detail: str) -> Evidence:
 
 
 def _cap(evidence: Iterable[Evidence]) -> tuple[Evidence, ...]:
-    unique = sorted(
-        set(evidence),
-        key=lambda e: (
-            e.artifact,
-            e.class_name or "",
-            e.method or "",
-            e.offset or 0,
-            e.detail or "",
-        ),
-    )
-    return tuple(unique[:MAX_EVIDENCE])
+    return tuple(sorted(set(evidence), key=Evidence.sort_key)[:MAX_EVIDENCE])
 
 
 @dataclass
@@ -214,7 +220,7 @@ class Assessor:
             sink_rule = self.rules.get(flow["sink"]["rule"])
             if sink_rule is None:
                 continue
-            groups[(sink_rule.category, flow.get("target") or "")].append(flow)
+            groups[(sink_rule.category, (flow.get("target") or "").strip())].append(flow)
         out = []
         for (kind, target), items in sorted(groups.items()):
             cats = sorted({c for f in items for c in f["categories"]}, key=_category_order)
@@ -225,9 +231,7 @@ class Assessor:
                 severity = rule_sev
             if library:
                 severity = min(severity, Severity.MEDIUM)
-            names = ", ".join(category_name(c) for c in cats)
-            where = f" to {shown}" if shown else ""
-            title = f"sends the {names}{where} ({kind}{'; ' + owner if owner else ''})"
+            title = _flow_title(kind, ", ".join(category_name(c) for c in cats), shown, owner)
             evidence: list[Evidence] = []
             for f in items:
                 for src in f["sources"]:

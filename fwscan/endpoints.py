@@ -200,15 +200,34 @@ CODE_ROOTS = frozenset(
         "os",
         "user",
         "this",
+        "vendor",
+        "llvm",
+        "gnu",
+        "data",
+        "rodata",
+        "text",
+        "bss",
+        "vnd",
+        "dev",
+        "config",
+        "hw",
     }
 )
 """First labels of Java packages (``android.app``, ``kotlin.io``) and of Android system
 properties or Java system properties (``ro.build.id``, ``os.name``, ``user.name``)."""
-_OID_ARCS = ("2.5.4.", "2.5.29.", "1.3.6.")
+_OID_ARCS = ("2.5.4.", "2.5.29.", "1.3.6.", "1.3.36.", "1.2.840.")
 """Four-number ASN.1 object identifiers common in certificate code (X.500 attribute types,
 certificate extensions such as ``2.5.29.17``, the internet arc): not addresses."""
 _HOST_TLDS = frozenset({"com", "net", "org", "cn"})
 """A name with a :data:`CODE_ROOTS` first label is kept only under one of these TLDs."""
+_BARE_TLDS = frozenset(
+    "com net org info biz edu gov mil int arpa io app dev cloud xyz top online site mobi tv "
+    "me co ai".split()
+)
+"""Top-level domains accepted for a bare host name (no scheme), besides every two-letter
+country code. Strings in firmware are full of dotted keys that end in one of the hundreds of
+newer generic TLDs (``info.news``, ``log.print.video``, ``uprops.icu``); a URL with a scheme is
+strong enough evidence for any TLD, a bare name is not."""
 
 _SCHEME_ALT = "|".join(sorted(SCHEMES, key=lambda s: (-len(s), s)))
 _URL_RE = re.compile(
@@ -510,6 +529,16 @@ def _bare_host(token: str) -> str | None:
     first, last = labels[0], labels[-1]
     if last in FILE_EXTENSIONS or first in REVERSE_DNS_ROOTS:
         return None
+    if len(last) != 2 and last not in _BARE_TLDS:
+        return None
+    if len(labels) >= 5 and last not in _HOST_TLDS:
+        return None  # llvm.x86.sse2.comilt.sd-like identifiers
+    if sum(len(label) == 1 for label in labels[:-1]) >= 2 or all(
+        label.isdigit() for label in labels[:-1]
+    ):
+        return None  # google.c.a.tc-like keys, 2.9.0.dev-like versions
+    if len(labels) == 2 and len(first) == 1 and len(last) != 2:
+        return None  # d.name: a one-letter registrable label outside country TLDs
     domain = registrable_domain(name)
     if domain is None:
         return None
@@ -544,8 +573,12 @@ def _bare(text: str) -> list[tuple[int, int, Endpoint | None]]:
         if text[end : end + 1] == "(":
             continue  # a call: name.method(
         if token.replace(".", "").isdigit():
-            if not _IPV4_RE.fullmatch(token) or token.startswith(_OID_ARCS):
-                continue  # version numbers, OIDs
+            if (
+                not _IPV4_RE.fullmatch(token)
+                or token.startswith(_OID_ARCS)
+                or (token.endswith(".0") and token != "0.0.0.0")
+            ):
+                continue  # version numbers (1.0.0.0), OIDs, network addresses
             try:
                 ip4 = ipaddress.IPv4Address(token)
             except ValueError:

@@ -93,6 +93,18 @@ class Evidence:
     detail: str | None = None
     """What is there: the API called, the string loaded, the XML element."""
 
+    def sort_key(self) -> tuple[str, str, str, str, int, str, str]:
+        """A total order (the optional fields compare as empty or -1)."""
+        return (
+            self.artifact,
+            self.class_name or "",
+            self.method or "",
+            self.descriptor or "",
+            -1 if self.offset is None else self.offset,
+            self.section or "",
+            self.detail or "",
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, without empty fields."""
         out: dict[str, Any] = {"artifact": self.artifact}

@@ -25,7 +25,7 @@ from fwscan.blobstore import BlobStore
 from fwscan.cache import ResultCache, cache_key
 from fwscan.endpoints import psl_version
 from fwscan.errors import InputError
-from fwscan.findings import Finding
+from fwscan.findings import Evidence, Finding
 from fwscan.inventory import build_inventory
 from fwscan.limits import DEFAULT_LIMITS, Limits
 from fwscan.model import FileRecord, Inventory
@@ -251,12 +251,13 @@ def _merge(findings: Any) -> list[Finding]:
     from fwscan.assess import MAX_EVIDENCE
 
     by_fp: dict[str, Finding] = {}
-    for f in sorted(findings, key=lambda x: (x.fingerprint, x.evidence)):
+    for f in sorted(findings, key=lambda x: (x.fingerprint, [e.sort_key() for e in x.evidence])):
         prev = by_fp.get(f.fingerprint)
         if prev is None:
             by_fp[f.fingerprint] = f
         else:
-            evidence = tuple(sorted(set(prev.evidence + f.evidence), key=repr)[:MAX_EVIDENCE])
+            merged = sorted(set(prev.evidence + f.evidence), key=Evidence.sort_key)
+            evidence = tuple(merged[:MAX_EVIDENCE])
             by_fp[f.fingerprint] = Finding(
                 prev.kind,
                 prev.rule,

@@ -205,6 +205,22 @@ POSITIVE: list[tuple[str, list[tuple[str, str, str, int | None, bool, bool]]]] =
 ]
 
 NEGATIVE = [
+    # Dotted names met in real firmware native strings and DEX (a 2021 MediaTek Android 10
+    # build): LLVM intrinsics, ELF section names, properties, keys, versions, OIDs.
+    "llvm.x86.avx2.gather.d.ps",
+    "llvm.mips.absq.s.ph",
+    "data.rel.ro",
+    "gnu.linkonce.sb",
+    "vendor.debug.gpud.process.name",
+    "vendor.mtk.vdec.h265.ec",
+    "google.c.a.tc",
+    "2.9.0.dev",
+    "1.0.0.0",
+    "1.3.36.3",
+    "info.news",
+    "log.print.video",
+    "d.name",
+    "vnd.android",
     # XML namespaces and parser features are not endpoints
     "http://schemas.android.com/apk/res/android",
     "http://schemas.android.com/apk/res-auto",
