@@ -221,8 +221,31 @@ certificate extensions such as ``2.5.29.17``, the internet arc): not addresses."
 _HOST_TLDS = frozenset({"com", "net", "org", "cn"})
 """A name with a :data:`CODE_ROOTS` first label is kept only under one of these TLDs."""
 _BARE_TLDS = frozenset(
-    "com net org info biz edu gov mil int arpa io app dev cloud xyz top online site mobi tv "
-    "me co ai".split()
+    [
+        "com",
+        "net",
+        "org",
+        "info",
+        "biz",
+        "edu",
+        "gov",
+        "mil",
+        "int",
+        "arpa",
+        "io",
+        "app",
+        "dev",
+        "cloud",
+        "xyz",
+        "top",
+        "online",
+        "site",
+        "mobi",
+        "tv",
+        "me",
+        "co",
+        "ai",
+    ]
 )
 """Top-level domains accepted for a bare host name (no scheme), besides every two-letter
 country code. Strings in firmware are full of dotted keys that end in one of the hundreds of
@@ -576,7 +599,7 @@ def _bare(text: str) -> list[tuple[int, int, Endpoint | None]]:
             if (
                 not _IPV4_RE.fullmatch(token)
                 or token.startswith(_OID_ARCS)
-                or (token.endswith(".0") and token != "0.0.0.0")
+                or (token.endswith(".0") and token != "0.0.0.0")  # noqa: S104, S105 - a literal, not a bind
             ):
                 continue  # version numbers (1.0.0.0), OIDs, network addresses
             try:
