@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fwscan.endpoints import EndpointMatcher
+from fwscan.endpoints import EndpointMatcher, registrable_domain
 from fwscan.findings import Evidence, Finding, Kind, Severity
 from fwscan.rules import SignatureSet
 
@@ -220,7 +220,10 @@ class Assessor:
             sink_rule = self.rules.get(flow["sink"]["rule"])
             if sink_rule is None:
                 continue
-            groups[(sink_rule.category, (flow.get("target") or "").strip())].append(flow)
+            target = (flow.get("target") or "").strip()
+            # Log flows are one finding per app: the "target" of a log call is a tag or a
+            # message prefix, which says nothing about where the data goes.
+            groups[(sink_rule.category, "" if sink_rule.category == "log" else target)].append(flow)
         out = []
         for (kind, target), items in sorted(groups.items()):
             cats = sorted({c for f in items for c in f["categories"]}, key=_category_order)
@@ -247,6 +250,10 @@ class Assessor:
             attrs = [("sink", kind), ("chain_length", str(chain))]
             if host:
                 attrs.append(("host", host))
+            if kind == "log":
+                tags = sorted({(f.get("target") or "").strip() for f in items} - {""})
+                if tags:
+                    attrs.append(("tags", " | ".join(tags[:8])))
             if owner:
                 attrs.append(("owner", owner))
             if target.startswith(("http://", "ws://", "ftp://")):
@@ -298,14 +305,20 @@ class Assessor:
     def _endpoints(
         self, items: Sequence[tuple[Mapping[str, Any], Evidence, bool]], component: str
     ) -> list[Finding]:
+        # A listed endpoint is reported per host; unlisted hosts are grouped by registrable
+        # domain (0.pool.ntp.org, 1.pool.ntp.org... -> pool.ntp.org), IPs one by one.
         by_host: dict[str, list[tuple[Mapping[str, Any], Evidence, bool]]] = defaultdict(list)
         for item, ev, lib in items:
             if item["external"]:
-                by_host[item["host"]].append((item, ev, lib))
+                host = item["host"]
+                if self.matcher.match(host) is None and item["kind"] != "ip":
+                    host = registrable_domain(host) or host
+                by_host[host].append((item, ev, lib))
         out = []
         for host, group in sorted(by_host.items()):
             rule = self.matcher.match(host)
             values = sorted({g[0]["value"] for g in group})
+            hosts = sorted({g[0]["host"] for g in group})
             cleartext = any(g[0]["cleartext"] for g in group)
             library = all(g[2] for g in group)
             if rule is not None:
@@ -318,8 +331,11 @@ class Assessor:
                 ]
             else:
                 severity = Severity.LOW if cleartext else Severity.INFO
-                title = f"names the host {host}"
-                attrs = []
+                if hosts == [host]:
+                    title = f"names the host {host}"
+                else:
+                    title = f"names {len(hosts)} hosts under {host}"
+                attrs = [("hosts", " ".join(hosts[:16]))]
             if library and rule is None:
                 severity = Severity.INFO
             attrs.append(("values", " ".join(values[:8])))

@@ -94,10 +94,10 @@ def is_bare_artifact(path: Path) -> bool:
     )
 
 
-def _bar(total: int, desc: str, enabled: bool) -> Any:
+def _bar(total: int | None, desc: str, enabled: bool, unit: str = "artifact") -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="artifact", disable=not enabled, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False)
 
 
 def scan(target: Path, options: ScanOptions = ScanOptions()) -> tuple[ScanResult, ScanStats]:
@@ -111,9 +111,14 @@ def scan(target: Path, options: ScanOptions = ScanOptions()) -> tuple[ScanResult
     with tempfile.TemporaryDirectory(prefix="fwscan-scan-", dir=options.workdir) as tmp:
         store = BlobStore(Path(tmp) / "blobs", ANALYZED_KINDS)
         as_files = target.is_dir() or is_bare_artifact(target)
-        with _stage(stats, "unpack"):
+        with _stage(stats, "unpack"), _bar(None, "reading files", show, "file") as bar:
             inv, _ctx = build_inventory(
-                target, workdir=Path(tmp), limits=options.limits, store=store, as_files=as_files
+                target,
+                workdir=Path(tmp),
+                limits=options.limits,
+                store=store,
+                as_files=as_files,
+                on_file=lambda part, entry, record: bar.update(1),
             )
         with _stage(stats, "analyse"):
             analyses = _analyse(inv, store, sig, options, cache, stats, show)

@@ -121,6 +121,9 @@ def test_each_sink_kind(result: ScanResult, sink: str) -> None:
     assert flow.category == "imei"
     if sink == "socket":  # the host constant reaches the Socket; the port is an int
         assert flow.target == target.split(":")[0]
+    elif sink == "log":  # one log finding per app; the tags are an attribute
+        assert flow.target == ""
+        assert dict(flow.attributes)["tags"] == target
     elif sink != "http_get":  # the GET URL is built from the target and the identifier
         assert flow.target == target
     # Through a helper chain the flow is still found, and its chain is longer.
