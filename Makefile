@@ -35,12 +35,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	@mkdir -p $(OUT)
-	$(BIN)/fwscan synth sample_manifests/nokia7plus-prepatch.yaml -o $(OUT)/nokia7plus-prepatch.zip
-	$(BIN)/fwscan synth sample_manifests/nokia7plus-feb-patch.yaml -o $(OUT)/nokia7plus-feb-patch.zip
-	$(BIN)/fwscan inventory $(OUT)/nokia7plus-prepatch.zip
-	@echo
-	$(BIN)/fwscan inventory $(OUT)/nokia7plus-feb-patch.zip
+	$(BIN)/fwscan demo -o $(OUT)
 
 lint: setup
 	$(BIN)/ruff format --check fwscan tests benchmarks

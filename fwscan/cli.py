@@ -174,6 +174,84 @@ def unpack(firmware: Path, output: Path) -> None:
     _exit_for(inv, ctx.failures)
 
 
+def _scan_options(func: F) -> F:
+    """The options shared by every command that may scan firmware."""
+    options = [
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(1, 64),
+            default=2,
+            show_default=True,
+            help="Worker processes for artifact analysis.",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Result cache folder (default: $FWSCAN_CACHE_DIR or ~/.cache/fwscan).",
+        ),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache."),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(1),
+            default=600,
+            show_default=True,
+            help="Seconds one artifact's analysis may take before it is recorded as failed.",
+        ),
+        click.option(
+            "--memory-limit",
+            type=click.IntRange(256),
+            default=3072,
+            show_default=True,
+            help="Memory (MiB) one analysis worker may use before it is recorded as failed.",
+        ),
+        click.option(
+            "--signatures",
+            "signatures_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Use the signature files in this folder.",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary."),
+        _workdir_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _options(params: dict[str, Any]) -> Any:
+    """ScanOptions from the shared options (removed from ``params``)."""
+    from fwscan.cache import default_cache_dir
+    from fwscan.pipeline import ScanOptions
+
+    no_cache = params.pop("no_cache")
+    cache_dir = params.pop("cache_dir")
+    return ScanOptions(
+        jobs=params.pop("jobs"),
+        cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+        workdir=params.pop("workdir"),
+        timeout=params.pop("timeout"),
+        memory_limit=params.pop("memory_limit") << 20,
+        progress=not params["quiet"],
+        signatures_dir=params.pop("signatures_dir"),
+    )
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
+
+
 @cli.command()
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option(
@@ -183,77 +261,68 @@ def unpack(firmware: Path, output: Path) -> None:
     help="Write the scan result (schema fwscan.scan/1) to this file.",
 )
 @click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=2,
-    show_default=True,
-    help="Worker processes for artifact analysis.",
+    "-o",
+    "--output",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML audit report to this file.",
 )
 @click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    "--sarif",
+    "sarif_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write SARIF 2.1.0 to this file.",
+)
+@click.option(
+    "--md",
+    "md_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a short Markdown summary to this file.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
     default=None,
-    help="Result cache folder (default: $FWSCAN_CACHE_DIR or ~/.cache/fwscan).",
-)
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(1),
-    default=600,
-    show_default=True,
-    help="Seconds one artifact's analysis may take before it is recorded as failed.",
+    help="An earlier build (scan JSON or firmware): --fail-on applies to what is new.",
 )
 @click.option(
-    "--memory-limit",
-    type=click.IntRange(256),
-    default=3072,
-    show_default=True,
-    help="Memory (MiB) one analysis worker may use before it is recorded as failed.",
-)
-@click.option(
-    "--signatures",
-    "signatures_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    "--fail-on",
+    "fail_on",
     default=None,
-    help="Use the signature files in this folder.",
+    help="Exit 9 when the build gains these: new-flow, new-read, new-endpoint, "
+    "new-sink, new-permission, new-native, new-service, new-privilege, new-app, "
+    "severity>=LEVEL (comma-separated).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
-@_workdir_option
+@click.option(
+    "--suppressions",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML file of reviewed findings (fingerprint, justification, expires) the gate ignores.",
+)
+@_scan_options
 @handle_errors
-def scan(
-    target: Path,
-    json_out: Path | None,
-    jobs: int,
-    cache_dir: Path | None,
-    no_cache: bool,
-    timeout: float,
-    memory_limit: int,
-    signatures_dir: Path | None,
-    quiet: bool,
-    workdir: Path | None,
-) -> None:
+def scan(target: Path, **params: Any) -> None:
     """Scan TARGET (a firmware file, an APK/JAR/DEX/ELF, or a directory of them) for
     identifier reads, endpoints and flows of identifiers to network and SMS sinks."""
-    from fwscan.cache import default_cache_dir
-    from fwscan.pipeline import ScanOptions
+    from fwscan.pipeline import load_result
     from fwscan.pipeline import scan as run_scan
 
+    options = _options(params)
     if not target.exists():
         raise InputError(f"{target}: no such file or directory")
-    options = ScanOptions(
-        jobs=jobs,
-        cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-        workdir=workdir,
-        timeout=timeout,
-        memory_limit=memory_limit << 20,
-        progress=not quiet,
-        signatures_dir=signatures_dir,
-    )
+    conditions = suppressions = None
+    if params["fail_on"] is not None:
+        from fwscan import gate
+
+        conditions = gate.parse_fail_on(params["fail_on"])
+        if params["suppressions"] is not None:
+            suppressions = gate.load_suppressions(params["suppressions"])
+    elif params["baseline"] is not None or params["suppressions"] is not None:
+        raise InputError("--baseline and --suppressions go with --fail-on")
+    baseline = load_result(params["baseline"], options) if params["baseline"] else None
     result, stats = run_scan(target, options)
-    if json_out is not None:
-        json_out.write_text(result_json(result) + "\n", encoding="utf-8")
-    if not quiet:
+    _write_scan_outputs(result, params)
+    if not params["quiet"]:
         click.echo(scan_summary(result))
         click.echo(
             f"fwscan: {stats.artifacts} artifacts: {stats.analysed} analysed, "
@@ -264,8 +333,226 @@ def scan(
     failures = [c for c in result.coverage if c.status is Status.FAILED]
     for rec in failures:
         click.echo(f"fwscan: error: {printable(rec.source)}: {printable(rec.reason)}", err=True)
+    if conditions is not None:
+        from fwscan import gate
+
+        verdict = gate.evaluate(result, baseline, conditions, suppressions or ())
+        _report_gate(verdict)
+        if verdict.failed:
+            sys.exit(9)
     if failures:
         sys.exit(4)
+
+
+def _write_scan_outputs(result: Any, params: dict[str, Any]) -> None:
+    if params["json_out"] is not None:
+        _write(params["json_out"], result_json(result))
+    if params["html_out"] is not None:
+        from fwscan.render.html import render_scan
+
+        _write(params["html_out"], render_scan(result, generated=_now()))
+    if params["sarif_out"] is not None:
+        from fwscan.render.sarif import render_sarif
+        from fwscan.signatures import load_signatures
+
+        _write(
+            params["sarif_out"], render_sarif(result, load_signatures(params.get("signatures_dir")))
+        )
+    if params["md_out"] is not None:
+        from fwscan.render.markdown import render_scan_md
+
+        _write(params["md_out"], render_scan_md(result))
+
+
+def _report_gate(verdict: Any) -> None:
+    """The gate's decision on stderr: every violation, suppression and expired suppression."""
+    for finding, condition in verdict.violations:
+        click.echo(
+            f"fwscan: gate: {condition}: [{finding.severity.label}] "
+            f"{printable(finding.component)}: {printable(finding.title)} "
+            f"(fingerprint {finding.fingerprint})",
+            err=True,
+        )
+    for app in verdict.new_apps:
+        click.echo(f"fwscan: gate: new-app: {printable(app.package or app.path)}", err=True)
+    for finding, sup in verdict.suppressed:
+        click.echo(
+            f"fwscan: gate: suppressed until {sup.expires}: {printable(finding.title)} "
+            f"({printable(sup.justification)})",
+            err=True,
+        )
+    for sup in verdict.expired:
+        click.echo(
+            f"fwscan: gate: warning: suppression of {sup.fingerprint} expired on {sup.expires}",
+            err=True,
+        )
+    for sup in verdict.unused:
+        click.echo(
+            f"fwscan: gate: note: suppression of {sup.fingerprint} matched nothing", err=True
+        )
+    count = len(verdict.violations) + len(verdict.new_apps)
+    click.echo(
+        f"fwscan: gate: {'FAILED' if verdict.failed else 'passed'} ({count} new "
+        f"finding{'s' if count != 1 else ''} forbidden)",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML diff report to this file.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the diff as JSON (schema fwscan.diff/1).",
+)
+@click.option(
+    "--md",
+    "md_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a Markdown summary of the diff.",
+)
+@_scan_options
+@handle_errors
+def diff(old: Path, new: Path, **params: Any) -> None:
+    """Compare two builds: OLD and NEW are firmware files or saved scan results (JSON).
+
+    Prints the one-sentence answer first, then what each kind of finding gained and lost."""
+    from fwscan.compare import diff as build_diff
+    from fwscan.pipeline import load_result
+
+    options = _options(params)
+    d = build_diff(load_result(old, options), load_result(new, options))
+    if params["html_out"] is not None:
+        from fwscan.render.html import render_diff
+
+        _write(params["html_out"], render_diff(d, generated=_now()))
+    if params["json_out"] is not None:
+        _write(params["json_out"], json.dumps(d.to_dict(), indent=2, sort_keys=True))
+    if params["md_out"] is not None:
+        from fwscan.render.markdown import render_diff_md
+
+        _write(params["md_out"], render_diff_md(d))
+    click.echo(printable(d.headline))
+    if not params["quiet"]:
+        for kind, row in d.counts().items():
+            click.echo(f"  {kind:<10} " + ", ".join(f"{n} {k}" for k, n in sorted(row.items())))
+
+
+@cli.command()
+@click.argument("builds", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML matrix report to this file.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the matrix as JSON (schema fwscan.matrix/1).",
+)
+@_scan_options
+@handle_errors
+def compare(builds: tuple[Path, ...], **params: Any) -> None:
+    """The batch view: apps, endpoints and flows of BUILDS (firmware files or scan results)
+    side by side, rows present in only some builds first."""
+    from fwscan.compare import matrix
+    from fwscan.pipeline import load_result
+
+    if len(builds) < 2:
+        raise InputError("compare needs at least two builds")
+    options = _options(params)
+    m = matrix([load_result(b, options) for b in builds])
+    if params["html_out"] is not None:
+        from fwscan.render.html import render_matrix
+
+        _write(params["html_out"], render_matrix(m, generated=_now()))
+    if params["json_out"] is not None:
+        _write(params["json_out"], json.dumps(m.to_dict(), indent=2, sort_keys=True))
+    labels = [b.label for b in m.builds]
+    click.echo("builds: " + " | ".join(printable(lab) for lab in labels))
+    partial = [r for r in m.rows if r.partial]
+    click.echo(f"{len(partial)} of {len(m.rows)} rows are present in only some builds")
+    if not params["quiet"]:
+        for row in partial[:20]:
+            cells = " ".join("x" if c != "absent" else "." for c in row.cells)
+            click.echo(f"  {cells}  {row.kind:<8} {printable(row.label)}")
+
+
+SAMPLE_BUILDS = ("nokia7plus-other-batch", "nokia7plus-prepatch", "nokia7plus-feb-patch")
+
+
+@cli.command()
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out/demo"),
+    show_default=True,
+    help="Where to write everything.",
+)
+@click.option(
+    "--samples",
+    "samples_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The sample manifests folder (default: the bundled one).",
+)
+@_scan_options
+@handle_errors
+def demo(out_dir: Path, samples_dir: Path | None, **params: Any) -> None:
+    """Build the sample Nokia 7 plus firmware (or reuse them), scan them, and write the audit
+    reports, the diff of the pre-patch and February builds, and the batch matrix."""
+    from fwscan.blobstore import sha256_file
+    from fwscan.compare import diff as build_diff
+    from fwscan.compare import matrix
+    from fwscan.pipeline import scan as run_scan
+    from fwscan.render.html import render_diff, render_matrix, render_scan
+    from fwscan.render.markdown import render_diff_md
+    from fwscan.synth import manifest as manifest_mod
+    from fwscan.synth.build import synthesize
+
+    options = _options(params)
+    samples_dir = samples_dir or Path(__file__).resolve().parents[1] / "sample_manifests"
+    if not samples_dir.is_dir():
+        raise InputError(f"{samples_dir}: sample manifests not found (use --samples)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp_text = __version__ + "".join(sha256_file(p) for p in sorted(samples_dir.glob("*.yaml")))
+    results = {}
+    generated = _now()
+    for name in SAMPLE_BUILDS:
+        firmware = out_dir / f"{name}.zip"
+        stamp = out_dir / f"{name}.stamp"
+        if not (firmware.is_file() and stamp.is_file() and stamp.read_text() == stamp_text):
+            synthesize(manifest_mod.load(samples_dir / f"{name}.yaml"), firmware)
+            stamp.write_text(stamp_text)
+        result, _stats = run_scan(firmware, options)
+        results[name] = result
+        _write(out_dir / f"{name}.json", result_json(result))
+        _write(out_dir / f"{name}.html", render_scan(result, generated=generated))
+        click.echo(f"audit report   {out_dir / f'{name}.html'}")
+    d = build_diff(results["nokia7plus-prepatch"], results["nokia7plus-feb-patch"])
+    _write(out_dir / "diff.html", render_diff(d, generated=generated))
+    _write(out_dir / "diff.json", json.dumps(d.to_dict(), indent=2, sort_keys=True))
+    _write(out_dir / "diff.md", render_diff_md(d))
+    m = matrix([results[n] for n in SAMPLE_BUILDS])
+    _write(out_dir / "matrix.html", render_matrix(m, generated=generated))
+    click.echo(f"diff report    {out_dir / 'diff.html'}")
+    click.echo(f"batch matrix   {out_dir / 'matrix.html'}")
+    click.echo("")
+    click.echo(printable(d.headline))
 
 
 def result_json(result: Any) -> str:

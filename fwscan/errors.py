@@ -77,4 +77,5 @@ EXIT_CODES: dict[int, str] = {
     6: "incremental update: the source build is needed",
     7: "an external tool needed to synthesize firmware is missing or failed",
     8: "invalid signature files",
+    9: "the gate failed: the build gains findings that --fail-on forbids",
 }

@@ -34,6 +34,11 @@ class CoverageRecord:
     reason: str = ""
     """Why it was skipped or failed; empty when read."""
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CoverageRecord:
+        """Inverse of :meth:`to_dict`."""
+        return cls(d["source"], d["kind"], d["format"], Status(d["status"]), d.get("reason", ""))
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
         return {
@@ -107,6 +112,12 @@ class BuildIdentity:
     sources: tuple[str, ...] = ()
     """The build.prop files the values came from, in priority order."""
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BuildIdentity:
+        """Inverse of :meth:`to_dict`."""
+        fields = {k: v for k, v in d.items() if k != "sources"}
+        return cls(**fields, sources=tuple(d.get("sources", ())))
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
         return {
@@ -134,6 +145,11 @@ class InputInfo:
     size: int
     sha256: str
     format: str
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputInfo:
+        """Inverse of :meth:`to_dict`."""
+        return cls(d["name"], d["size"], d["sha256"], d["format"])
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""

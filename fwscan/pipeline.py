@@ -380,3 +380,20 @@ def _has_code_elsewhere(facts: dict[str, Any]) -> bool:
     """An APK without DEX whose manifest declares components had its code pre-optimised
     into an ODEX/VDEX beside it (analysed as its own artifact)."""
     return bool(facts.get("components"))
+
+
+def load_result(path: Path, options: ScanOptions = ScanOptions()) -> ScanResult:
+    """A saved scan result (``fwscan scan --json``), or a fresh scan of a firmware file."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip()
+        if head.startswith(b"{"):
+            import json
+
+            try:
+                return ScanResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"{path}: not a readable fwscan scan result: {exc}") from None
+    return scan(path, options)[0]

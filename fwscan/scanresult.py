@@ -104,6 +104,11 @@ class ArtifactError:
     """``error``, ``timeout``, ``memory`` or ``crash``."""
     message: str
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArtifactError:
+        """Inverse of :meth:`to_dict`."""
+        return cls(d["path"], d["sha256"], d["kind"], d["reason"], d["message"])
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
         return {
@@ -152,6 +157,26 @@ class ScanResult:
             "findings": [f.to_dict() for f in self.findings],
             "errors": [e.to_dict() for e in self.errors],
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScanResult:
+        """A saved scan result (``fwscan scan --json``) read back; the schema is checked."""
+        if d.get("schema") != SCAN_SCHEMA:
+            raise ValueError(f"not a fwscan scan result (schema {d.get('schema')!r})")
+        return cls(
+            tool_version=d["tool"]["version"],
+            analyzer_version=d["tool"]["analyzer_version"],
+            signatures_version=d["signatures"]["version"],
+            signatures_sha256=d["signatures"]["sha256"],
+            input=InputInfo.from_dict(d["input"]),
+            build=BuildIdentity.from_dict(d["build"]),
+            coverage=tuple(CoverageRecord.from_dict(c) for c in d["coverage"]),
+            apps=tuple(AppRecord.from_dict(a) for a in d["apps"]),
+            findings=tuple(Finding.from_dict(f) for f in d["findings"]),
+            errors=tuple(ArtifactError.from_dict(e) for e in d["errors"]),
+            files=d["summary"]["files"],
+            artifacts=d["summary"]["artifacts"],
+        )
 
     def summary(self) -> dict[str, Any]:
         """Counts a reader wants first."""

@@ -38,7 +38,7 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("samples")
     built = {}
-    for name in ("nokia7plus-prepatch", "nokia7plus-feb-patch"):
+    for name in ("nokia7plus-prepatch", "nokia7plus-feb-patch", "nokia7plus-other-batch"):
         spec = manifest_mod.load(SAMPLES / f"{name}.yaml")
         built[name] = synthesize(spec, out / f"{name}.zip").path
     return built
