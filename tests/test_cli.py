@@ -9,6 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from conftest import REPO
@@ -88,8 +89,23 @@ def test_every_exit_code_is_in_the_readme() -> None:
         assert f"### `fwscan {command}" in readme, command
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    assert_one_line_error(run("inventory", str(tmp_path / "nope.zip")), 2, "no such file")
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out = []
+    for name, command in group.commands.items():
+        out.append((prefix + name, command))
+        if isinstance(command, click.Group):
+            out += _commands(command, prefix + name + " ")
+    return out
+
+
+def test_every_command_and_option_is_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    for name, command in _commands(cli):
+        assert f"fwscan {name}" in readme, name
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name not in ("help",):
+                longest = max(param.opts, key=len)
+                assert longest in readme, f"option {longest} of fwscan {name} is not in the README"
 
 
 def test_directory_is_not_firmware(tmp_path: Path) -> None:
