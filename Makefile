@@ -10,9 +10,12 @@ OUT    ?= out/demo
 # Debian packages: e2fsprogs (mke2fs, e2fsck, debugfs), dexdump (DEX cross-check),
 # xz-utils/zstd/bzip2 (payload cross-checks), binutils/file (ELF cross-checks), openssl (APK
 # signature cross-check), time (benchmarks' peak memory), apksigner and a JDK (jarsigner) to
-# verify our APK and JAR signatures independently.
+# verify our APK and JAR signatures independently, erofs-utils (mkfs.erofs, fsck.erofs),
+# android-sdk-libsparse-utils (img2simg, simg2img), brotli/lz4/cpio (archive and block-OTA
+# test inputs), chromium and chromium-driver (the HTML reports are tested in a real browser).
 APT_PACKAGES := e2fsprogs dexdump xz-utils zstd bzip2 binutils file openssl time \
-                apksigner openjdk-17-jdk-headless
+                apksigner openjdk-17-jdk-headless erofs-utils android-sdk-libsparse-utils \
+                brotli lz4 cpio chromium chromium-driver
 
 .PHONY: setup system-deps demo test lint typecheck unit bench clean
 

@@ -195,4 +195,5 @@ class ScanResult:
                 1 for c in self.coverage if c.status is Status.FAILED and c.kind == "partition"
             ),
             "artifact_errors": len(self.errors),
+            "findings_in_library_code": sum(1 for f in self.findings if f.library),
         }
