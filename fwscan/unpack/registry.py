@@ -17,6 +17,8 @@ from fwscan.model import Status
 from fwscan.unpack import ext4
 from fwscan.unpack.base import Child, Container, FileSystem, Filesystem, UnpackContext, Window
 from fwscan.unpack.payload_container import PayloadContainer
+from fwscan.unpack.sparse import SparseContainer
+from fwscan.unpack.superimg import SuperContainer
 from fwscan.unpack.zipota import OtaZipContainer
 
 HEAD_SIZE = 4096
@@ -33,7 +35,12 @@ class OpenedPartition:
 
 
 # The registrations: a new format is one module and one line here.
-CONTAINERS: tuple[Container, ...] = (OtaZipContainer(), PayloadContainer())
+CONTAINERS: tuple[Container, ...] = (
+    OtaZipContainer(),
+    PayloadContainer(),
+    SparseContainer(),
+    SuperContainer(),
+)
 FILESYSTEMS: tuple[Filesystem, ...] = (Filesystem("ext4", ext4.probe, ext4.Ext4FileSystem),)
 
 
@@ -65,6 +72,13 @@ def open_firmware(path: Path, ctx: UnpackContext) -> Iterator[OpenedPartition]:
     yield from _visit(window, path.name, None, 0, ctx)
 
 
+def _stem(source: str) -> str:
+    """A partition name from the source chain: the last named element (an expanded sparse
+    image is called ``raw``: its parent's name is the useful one)."""
+    parts = [p for p in source.split(" > ") if p != "raw"]
+    return Path(parts[-1]).stem if parts else "image"
+
+
 def _volume_label(head: bytes) -> str:
     raw = head[1024 + 120 : 1024 + 136].split(b"\0", 1)[0]
     return raw.decode("ascii", "replace") if raw.isascii() else ""
@@ -80,9 +94,7 @@ def _visit(
     head = window.read_head(HEAD_SIZE)
     for fs in FILESYSTEMS:
         if fs.probe(head):
-            name = (
-                partition or _volume_label(head) or Path(source.rsplit(" > ", maxsplit=1)[-1]).stem
-            )
+            name = partition or _volume_label(head) or _stem(source)
             try:
                 opened = fs.open(window, ctx.limits)
             except Exception as exc:  # hostile bytes must not end the walk
