@@ -74,6 +74,21 @@ def _exit_for(inv: Inventory, failures: list[FwscanError]) -> None:
         for rec in failed:
             click.echo(f"fwscan: error: {printable(rec.source)}: {printable(rec.reason)}", err=True)
         sys.exit(max((e.exit_code for e in failures), default=4))
+    _exit_if_nothing_read(inv.coverage, inv.input.name, inv.input.format)
+
+
+def _exit_if_nothing_read(coverage: Any, name: str, fmt: str) -> None:
+    """An audit that read no filesystem must not look clean: exit 2."""
+    if fmt in ("file", "directory"):
+        return
+    if not any(c.kind == "partition" and c.status is Status.READ for c in coverage):
+        skipped = sum(1 for c in coverage if c.status is Status.SKIPPED)
+        click.echo(
+            f"fwscan: error: {printable(name)}: no filesystem fwscan reads was found "
+            f"({skipped} parts skipped, see the coverage)",
+            err=True,
+        )
+        sys.exit(2)
 
 
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
@@ -342,6 +357,7 @@ def scan(target: Path, **params: Any) -> None:
             sys.exit(9)
     if failures:
         sys.exit(4)
+    _exit_if_nothing_read(result.coverage, result.input.name, result.input.format)
 
 
 def _write_scan_outputs(result: Any, params: dict[str, Any]) -> None:

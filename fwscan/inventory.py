@@ -68,11 +68,14 @@ def classify(path: str, head: bytes) -> str:
     return "other"
 
 
-def device_path(partition: str, path: str, system_as_root: bool) -> str:
-    """Where a file of ``partition`` appears on a running device (for a host directory, whose
-    partition is ``""``, the path under it)."""
-    if not partition or (partition == "system" and system_as_root):
+def device_path(partition: str, path: str, system_as_root: bool, fmt: str = "") -> str:
+    """Where a file of ``partition`` appears on a running device: under ``/<partition>/``;
+    at the root for a system-as-root system image, a ramdisk (cpio) or a host directory
+    (partition ``""``); under ``/apex/<package>/`` for an APEX payload."""
+    if not partition or fmt == "cpio" or (partition == "system" and system_as_root):
         return "/" + path
+    if partition.startswith("apex:"):
+        return f"/apex/{partition[5:]}/{path}"
     return f"/{partition}/{path}"
 
 
@@ -115,6 +118,39 @@ def _hash_entry(
         out.close()
         store.commit(tmp, sha)
     return sha, head, bytes(keep or b"")
+
+
+def _list_apex(
+    part: OpenedPartition,
+    entry: FsEntry,
+    ctx: UnpackContext,
+    limits: Limits,
+    records: list[FileRecord],
+    props: list[tuple[str, dict[str, str]]],
+    on_file: FileSink | None,
+    store: BlobStore | None,
+) -> None:
+    """List the files of an APEX (or CAPEX) found in a partition as partition ``apex:<pkg>``."""
+    from fwscan.unpack.apex import expand_apex_file
+    from fwscan.unpack.registry import open_nested
+
+    where = f"{part.source} > {entry.path}"
+    tmp = ctx.new_image_path("apex")
+    try:
+        ctx.account(entry.size)
+        with open(tmp, "wb") as out:
+            for chunk in part.fs.iter_content(entry):
+                out.write(chunk)
+        for child in expand_apex_file(tmp, ctx):
+            for sub in open_nested(child, where, ctx):
+                try:
+                    _list_partition(sub, ctx, limits, records, props, on_file, store)
+                finally:
+                    sub.fs.close()
+    except Exception as exc:  # noqa: BLE001 - a broken APEX is recorded, the partition goes on
+        ctx.record(where, "container", "apex", Status.FAILED, error=as_unpack_error(exc))
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def build_inventory(
@@ -186,7 +222,7 @@ def _list_partition(
     for entry in entries:
         if len(records) >= limits.max_files:
             raise LimitError(f"more than {limits.max_files} files in the firmware")
-        dpath = device_path(part.name, entry.path, sar)
+        dpath = device_path(part.name, entry.path, sar, part.format)
         if entry.type is not EntryType.FILE:
             records.append(
                 FileRecord(
@@ -227,6 +263,8 @@ def _list_partition(
         records.append(record)
         if kind == "build_prop":
             props.append((dpath, buildprop.parse(content)))
+        if kind == "apex" and not part.name.startswith("apex:"):
+            _list_apex(part, entry, ctx, limits, records, props, on_file, store)
         if on_file is not None:
             try:
                 on_file(part, entry, record)

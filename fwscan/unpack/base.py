@@ -149,6 +149,9 @@ class UnpackContext:
     """The errors behind each failed record, for the exit status."""
     extracted_bytes: int = 0
     """Bytes written to ``workdir`` so far, checked against ``limits.max_total_extracted``."""
+    containers: tuple[Container, ...] | None = None
+    """The containers to try, when not the registered ones (e.g. with a source build for
+    incremental updates)."""
     _counter: int = 0
 
     def record(

@@ -8,15 +8,19 @@ skipped silently. A failure below the top level becomes a record and the walk go
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from fwscan.errors import FwscanError, InputError, UnpackError
 from fwscan.model import Status
-from fwscan.unpack import ext4
+from fwscan.unpack import bootimg, ext4
+from fwscan.unpack.apex import ApexContainer
+from fwscan.unpack.archive import ArchiveContainer, CompressedContainer
 from fwscan.unpack.base import Child, Container, FileSystem, Filesystem, UnpackContext, Window
-from fwscan.unpack.payload_container import PayloadContainer
+from fwscan.unpack.blockota import BlockOtaContainer
+from fwscan.unpack.bootimg import BootImageContainer
+from fwscan.unpack.delta import DeltaPayloadContainer
 from fwscan.unpack.sparse import SparseContainer
 from fwscan.unpack.superimg import SuperContainer
 from fwscan.unpack.zipota import OtaZipContainer
@@ -32,16 +36,33 @@ class OpenedPartition:
     source: str
     format: str
     fs: FileSystem
+    window: Window | None = None
+    """The image's bytes (valid until the walk moves on); ``None`` for a host directory."""
 
 
-# The registrations: a new format is one module and one line here.
-CONTAINERS: tuple[Container, ...] = (
-    OtaZipContainer(),
-    PayloadContainer(),
-    SparseContainer(),
-    SuperContainer(),
+# The registrations: a new format is one module and one line here. Order matters where
+# probes overlap: the specific zips (A/B OTA, block OTA, APEX) before the generic archive.
+def containers(source: Mapping[str, Path] | None = None) -> tuple[Container, ...]:
+    """The containers, in probe order; ``source`` maps partition names to the images of the
+    source build, for incremental updates."""
+    return (
+        OtaZipContainer(),
+        BlockOtaContainer(source),
+        ApexContainer(),
+        DeltaPayloadContainer(source),
+        SparseContainer(),
+        SuperContainer(),
+        BootImageContainer(),
+        ArchiveContainer(),
+        CompressedContainer(),
+    )
+
+
+CONTAINERS: tuple[Container, ...] = containers()
+FILESYSTEMS: tuple[Filesystem, ...] = (
+    Filesystem("ext4", ext4.probe, ext4.Ext4FileSystem),
+    Filesystem("cpio", bootimg.probe_cpio, bootimg.CpioFileSystem),
 )
-FILESYSTEMS: tuple[Filesystem, ...] = (Filesystem("ext4", ext4.probe, ext4.Ext4FileSystem),)
 
 
 def detect(window: Window) -> str:
@@ -94,7 +115,8 @@ def _visit(
     head = window.read_head(HEAD_SIZE)
     for fs in FILESYSTEMS:
         if fs.probe(head):
-            name = partition or _volume_label(head) or _stem(source)
+            label = _volume_label(head) if fs.name == "ext4" else ""
+            name = partition or label or _stem(source)
             try:
                 opened = fs.open(window, ctx.limits)
             except Exception as exc:  # hostile bytes must not end the walk
@@ -104,9 +126,9 @@ def _visit(
                 ctx.record(source, "partition", fs.name, Status.FAILED, error=err)
                 return
             ctx.record(source, "partition", fs.name, Status.READ)
-            yield OpenedPartition(name, source, fs.name, opened)
+            yield OpenedPartition(name, source, fs.name, opened, window)
             return
-    for container in CONTAINERS:
+    for container in ctx.containers or CONTAINERS:
         if not container.probe(window, head):
             continue
         children = container.expand(window, ctx)
@@ -133,6 +155,11 @@ def _visit(
         raise InputError(f"{source}: not a firmware format fwscan reads ({_describe(head)})")
     reason = f"not a filesystem or container fwscan reads ({_describe(head)})"
     ctx.record(source, kind, "unknown", Status.SKIPPED, reason)
+
+
+def open_nested(child: Child, source: str, ctx: UnpackContext) -> Iterator[OpenedPartition]:
+    """The filesystems inside a child found in a file of a partition (an APEX payload)."""
+    yield from _child(child, source, None, 1, ctx)
 
 
 def _child(

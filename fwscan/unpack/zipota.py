@@ -6,8 +6,8 @@ An A/B OTA package (what ``ota_from_target_files`` makes for A/B devices) is a z
 :class:`~fwscan.unpack.base.Window` at its data offset. A deflated ``payload.bin`` is copied
 to the work directory first, bounded by the limits.
 
-Limitations: block-based OTA zips and factory image zips are other formats (a zip without
-``payload.bin`` is refused here with a message that says so).
+Block-based OTA zips and factory image zips are other containers; this one claims only zips
+that hold ``payload.bin``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,15 @@ class OtaZipContainer:
     name = "ab-ota-zip"
 
     def probe(self, window: Window, head: bytes) -> bool:
-        """A zip (local header or empty-archive end record) at the start."""
-        return head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
+        """A zip holding ``payload.bin`` (other zips are left to the block-OTA and archive
+        containers)."""
+        if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+            return False
+        try:
+            with _open_zip(window) as zf:
+                return PAYLOAD in zf.NameToInfo
+        except UnpackError:
+            return False
 
     def expand(self, window: Window, ctx: UnpackContext) -> Iterator[Child]:
         """The ``payload.bin`` member, as a window into the zip or a bounded copy."""
