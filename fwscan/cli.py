@@ -101,6 +101,15 @@ def cli(verbose: bool) -> None:
     """fwscan: static analysis of Android firmware images."""
 
 
+def _source_option(func: F) -> F:
+    return click.option(
+        "--source",
+        default=None,
+        help="The build an incremental update applies to: a firmware file (its partitions are "
+        "read first), or NAME=IMAGE for one partition image.",
+    )(func)
+
+
 def _workdir_option(func: F) -> F:
     return click.option(
         "--workdir",
@@ -138,12 +147,13 @@ def synth(manifest: Path, output: Path) -> None:
 @cli.command()
 @click.argument("firmware", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the inventory as JSON.")
+@_source_option
 @_workdir_option
 @handle_errors
-def inventory(firmware: Path, as_json: bool, workdir: Path | None) -> None:
+def inventory(firmware: Path, as_json: bool, source: str | None, workdir: Path | None) -> None:
     """List every file of every partition of FIRMWARE, with the build identity."""
     _check_input(firmware)
-    inv, ctx = build_inventory(firmware, workdir=workdir)
+    inv, ctx = build_inventory(firmware, workdir=workdir, source=source)
     if as_json:
         click.echo(inventory_json(inv))
     else:
@@ -314,6 +324,7 @@ def _write(path: Path, text: str) -> None:
     default=None,
     help="YAML file of reviewed findings (fingerprint, justification, expires) the gate ignores.",
 )
+@_source_option
 @_scan_options
 @handle_errors
 def scan(target: Path, **params: Any) -> None:
@@ -323,6 +334,10 @@ def scan(target: Path, **params: Any) -> None:
     from fwscan.pipeline import scan as run_scan
 
     options = _options(params)
+    if params["source"] is not None:
+        import dataclasses
+
+        options = dataclasses.replace(options, source=params["source"])
     if not target.exists():
         raise InputError(f"{target}: no such file or directory")
     conditions = suppressions = None

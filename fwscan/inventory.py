@@ -120,6 +120,45 @@ def _hash_entry(
     return sha, head, bytes(keep or b"")
 
 
+def _sources(spec: str, out: Path, limits: Limits) -> dict[str, Path]:
+    name, sep, image = spec.partition("=")
+    if sep and name.isidentifier() and Path(image).is_file():
+        return {name: Path(image)}
+    path = Path(spec)
+    if not path.is_file():
+        from fwscan.errors import InputError
+
+        raise InputError(f"--source {spec}: no such file (give a firmware or NAME=IMAGE)")
+    return source_images(path, out, limits)
+
+
+def source_images(path: Path, out: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, Path]:
+    """The partition images of a source build (for incremental updates), by partition name."""
+    from fwscan.unpack.registry import open_firmware
+
+    out.mkdir(parents=True, exist_ok=True)
+    images: dict[str, Path] = {}
+    ctx = UnpackContext(out / "work", limits)
+    ctx.workdir.mkdir(exist_ok=True)
+    for part in open_firmware(path, ctx):
+        try:
+            if part.window is None or part.name in images:
+                continue
+            target = out / f"{len(images):03d}.img"
+            ctx.account(part.window.size())
+            with part.window.open() as src, open(target, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            images[part.name] = target
+        finally:
+            part.fs.close()
+    if not images:
+        from fwscan.errors import InputError
+
+        raise InputError(f"{path}: no partition image found in the source build")
+    return images
+
+
 def _list_apex(
     part: OpenedPartition,
     entry: FsEntry,
@@ -161,13 +200,20 @@ def build_inventory(
     on_file: FileSink | None = None,
     store: BlobStore | None = None,
     as_files: bool = False,
+    source: str | None = None,
 ) -> tuple[Inventory, UnpackContext]:
     """Unpack ``path`` and list every file. ``on_file`` sees each regular file after it is read
     (the unpack command writes it out); ``store`` receives copies of the files the analyzers
     need, in the same read. With ``as_files``, ``path`` (a directory or a single file such as an
-    APK) is listed as it is, without looking for firmware containers."""
+    APK) is listed as it is, without looking for firmware containers. ``source`` is the build an
+    incremental update applies to (a firmware file whose partition images are extracted first),
+    or ``NAME=IMAGE`` for one bare partition image."""
     with tempfile.TemporaryDirectory(prefix="fwscan-", dir=workdir) as tmp:
         ctx = UnpackContext(Path(tmp), limits)
+        if source is not None:
+            from fwscan.unpack.registry import containers
+
+            ctx.containers = containers(_sources(source, Path(tmp) / "source", limits))
         records: list[FileRecord] = []
         props: list[tuple[str, dict[str, str]]] = []
         if as_files:

@@ -54,6 +54,8 @@ class ScanOptions:
     progress: bool = False
     signatures_dir: Path | None = None
     limits: Limits = DEFAULT_LIMITS
+    source: str | None = None
+    """The build an incremental update applies to (firmware file or ``NAME=IMAGE``)."""
 
 
 @dataclass
@@ -119,6 +121,7 @@ def scan(target: Path, options: ScanOptions = ScanOptions()) -> tuple[ScanResult
                 store=store,
                 as_files=as_files,
                 on_file=lambda part, entry, record: bar.update(1),
+                source=options.source,
             )
         with _stage(stats, "analyse"):
             analyses = _analyse(inv, store, sig, options, cache, stats, show)

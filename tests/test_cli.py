@@ -250,3 +250,20 @@ def test_unpack_refuses_non_empty_output(tiny: Path, tmp_path: Path) -> None:
     (tmp_path / "out" / "x").write_text("x")
     result = run("unpack", str(tiny), "-o", str(tmp_path / "out"))
     assert_one_line_error(result, 2, "not empty")
+
+
+def test_corpus_delta_payload_with_source(corpus: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    with tarfile.open(corpus / "firmware/ext2/sample_images.tar.bz2") as tf:
+        member = tf.getmember("disk_ext2_4k_empty.img")
+        (tmp_path / "old.img").write_bytes(tf.extractfile(member).read())  # type: ignore[union-attr]
+    delta = str(corpus / "firmware/ab-ota-payload/delta_payload.bin")
+    result = run("inventory", "--json", delta, "--source", f"kernel={tmp_path / 'old.img'}")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    status = {c["source"].rsplit(" > ", 1)[-1]: c["status"] for c in doc["coverage"]}
+    assert status["kernel"] == "read"
+    assert "regular-16k" in {f["path"] for f in doc["files"]}
+    bad = run("inventory", delta, "--source", str(tmp_path / "missing.img"))
+    assert_one_line_error(bad, 2, "no such file")
