@@ -128,16 +128,32 @@ def _workdir_option(func: F) -> F:
     required=True,
     help="The OTA zip to write.",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ab", "block", "factory", "super"]),
+    default="ab",
+    show_default=True,
+    help="ab: A/B OTA zip; block: block-based OTA zip; factory: factory zip of sparse "
+    "images; super: a super.img of the filesystem partitions.",
+)
+@click.option(
+    "--erofs",
+    "erofs",
+    multiple=True,
+    metavar="PARTITION",
+    help="Make this partition an EROFS (LZ4HC) image instead of ext4 (repeatable).",
+)
 @handle_errors
-def synth(manifest: Path, output: Path) -> None:
-    """Build the firmware described by a MANIFEST (YAML) as an A/B OTA zip."""
+def synth(manifest: Path, output: Path, fmt: str, erofs: tuple[str, ...]) -> None:
+    """Build the firmware described by a MANIFEST (YAML): by default an A/B OTA zip."""
     from fwscan.synth import manifest as manifest_mod
     from fwscan.synth.build import synthesize
 
     if not manifest.is_file():
         raise InputError(f"{manifest}: no such manifest")
     spec = manifest_mod.load(manifest)
-    result = synthesize(spec, output)
+    result = synthesize(spec, output, fmt=fmt, erofs=erofs)
     click.echo(
         f"{result.path}  sha256 {result.sha256}  "
         f"({len(result.partitions)} partitions, {result.apps} apps)"

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fwscan.blobstore import sha256_file
+from fwscan.errors import ManifestError
 from fwscan.synth import apk, axml, behaviours, elf, ext4img
+from fwscan.synth.blockota import write_block_ota
 from fwscan.synth.manifest import AppSpec, BuildManifest, NativeSpec, PartitionSpec
 from fwscan.synth.payload import PartitionImage, write_payload
+from fwscan.synth.superimg import write_super
 
 ZIP_DATE = (2009, 1, 1, 0, 0, 0)
 _SUPERCLASS = {
@@ -156,10 +159,10 @@ def _stage_file(root: Path, rel: str, data: bytes, mode: int) -> None:
 
 
 def stage_partitions(manifest: BuildManifest, stage: Path) -> dict[str, Path]:
-    """Write every partition's tree under ``stage/<name>``; returns the ext4 roots."""
+    """Write every partition's tree under ``stage/<name>``; returns the filesystem roots."""
     roots: dict[str, Path] = {}
     for part in manifest.partitions:
-        if part.filesystem == "ext4":
+        if part.filesystem != "raw":
             roots[part.name] = stage / part.name
             roots[part.name].mkdir(parents=True)
             props = build_props(manifest, part)
@@ -238,34 +241,109 @@ def write_ota_zip(
         zf.writestr(_zip_info("META-INF/com/android/metadata", zipfile.ZIP_STORED), text)
 
 
-def synthesize(manifest: BuildManifest, out: Path, *, workdir: Path | None = None) -> SynthResult:
-    """Build the firmware described by ``manifest`` as an A/B OTA zip at ``out``."""
+FORMATS = ("ab", "block", "factory", "super")
+"""Firmware shapes the synthesizer writes: a full A/B OTA zip, a full block-based OTA zip, a
+factory zip nesting an image zip of sparse images, or a bare super.img of the filesystem
+partitions (raw partitions such as boot do not live in super and are left out)."""
+
+
+def _images(manifest: BuildManifest, work: Path, erofs: frozenset[str]) -> list[PartitionImage]:
+    from fwscan.synth.erofsimg import make_erofs
+
+    roots = stage_partitions(manifest, work / "stage")
+    images: list[PartitionImage] = []
+    for part in manifest.partitions:
+        img = work / f"{part.name}.img"
+        if part.filesystem == "raw":
+            img.write_bytes(raw_partition(part.name, part.size or 0))
+        elif part.filesystem == "erofs" or part.name in erofs:
+            make_erofs(roots[part.name], img)
+            size = img.stat().st_size
+            with open(img, "r+b") as f:  # whole blocks, as a partition is
+                f.truncate(-(-size // 4096) * 4096)
+        else:
+            ext4img.make_ext4(roots[part.name], img, size=part.size, label=part.name)
+        images.append(PartitionImage(part.name, img, part.compression))
+    return images
+
+
+def _zip_bytes(zf: zipfile.ZipFile, name: str, data: bytes, compress: int) -> None:
+    zf.writestr(_zip_info(name, compress), data)
+
+
+def _write_factory(
+    manifest: BuildManifest, images: Sequence[PartitionImage], out: Path, work: Path
+) -> None:
+    """A factory zip: ``<device>-<incremental>/image-<device>-<incremental>.zip`` holding
+    ``<partition>.img`` as Android sparse images (made by img2simg), plus android-info.txt."""
+    from fwscan.synth.sparseimg import write_sparse
+
+    tag = f"{manifest.device.device.lower()}-{manifest.build.incremental.lower()}"
+    inner = work / f"image-{tag}.zip"
+    with zipfile.ZipFile(inner, "w") as zf:
+        _zip_bytes(
+            zf,
+            "android-info.txt",
+            f"require board={manifest.device.device}\n".encode(),
+            zipfile.ZIP_DEFLATED,
+        )
+        for image in images:
+            sparse = work / f"{image.name}.simg"
+            write_sparse(image.path, sparse)
+            _zip_bytes(zf, f"{image.name}.img", sparse.read_bytes(), zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(out, "w") as zf:
+        _zip_bytes(zf, f"{tag}/image-{tag}.zip", inner.read_bytes(), zipfile.ZIP_STORED)
+        _zip_bytes(
+            zf, f"{tag}/flash-all.sh", b"#!/bin/sh\n# not run by fwscan\n", zipfile.ZIP_DEFLATED
+        )
+
+
+def synthesize(
+    manifest: BuildManifest,
+    out: Path,
+    *,
+    workdir: Path | None = None,
+    fmt: str = "ab",
+    erofs: Sequence[str] = (),
+) -> SynthResult:
+    """Build the firmware described by ``manifest`` at ``out`` in the shape ``fmt`` (see
+    :data:`FORMATS`); the partitions named in ``erofs`` are made as EROFS (LZ4HC) images."""
+    if fmt not in FORMATS:
+        raise ManifestError(f"unknown firmware format {fmt!r} (one of {', '.join(FORMATS)})")
+    names = {p.name for p in manifest.partitions}
+    for name in erofs:
+        if name not in names:
+            raise ManifestError(f"--erofs {name}: no such partition in the manifest")
     with tempfile.TemporaryDirectory(prefix="fwscan-synth-", dir=workdir) as tmp:
         work = Path(tmp)
-        roots = stage_partitions(manifest, work / "stage")
-        images: list[PartitionImage] = []
-        for part in manifest.partitions:
-            img = work / f"{part.name}.img"
-            if part.filesystem == "ext4":
-                ext4img.make_ext4(roots[part.name], img, size=part.size, label=part.name)
-            else:
-                img.write_bytes(raw_partition(part.name, part.size or 0))
-            images.append(PartitionImage(part.name, img, part.compression))
-        payload = work / "payload.bin"
-        props = write_payload(payload, images)
-        b = manifest.build
-        metadata = [
-            ("ota-required-cache", "0"),
-            ("ota-type", "AB"),
-            ("post-build", b.fingerprint),
-            ("post-build-incremental", b.incremental),
-            ("post-sdk-level", str(b.sdk)),
-            ("post-security-patch-level", b.security_patch),
-            ("post-timestamp", str(b.date_utc)),
-            ("pre-device", manifest.device.device),
-        ]
+        images = _images(manifest, work, frozenset(erofs))
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_ota_zip(out, payload, props.text(), metadata, props.METADATA_SIZE)
+        if fmt == "block":
+            write_block_ota(out, [(i.name, i.path) for i in images], compression="br")
+        elif fmt == "factory":
+            _write_factory(manifest, images, out, work)
+        elif fmt == "super":
+            fs_images = [
+                (i.name, i.path)
+                for i, p in zip(images, manifest.partitions, strict=True)
+                if p.filesystem != "raw"
+            ]
+            write_super(out, fs_images)
+        else:
+            payload = work / "payload.bin"
+            props = write_payload(payload, images)
+            b = manifest.build
+            metadata = [
+                ("ota-required-cache", "0"),
+                ("ota-type", "AB"),
+                ("post-build", b.fingerprint),
+                ("post-build-incremental", b.incremental),
+                ("post-sdk-level", str(b.sdk)),
+                ("post-security-patch-level", b.security_patch),
+                ("post-timestamp", str(b.date_utc)),
+                ("pre-device", manifest.device.device),
+            ]
+            write_ota_zip(out, payload, props.text(), metadata, props.METADATA_SIZE)
     return SynthResult(
         out, sha256_file(out), tuple(p.name for p in manifest.partitions), len(manifest.apps)
     )

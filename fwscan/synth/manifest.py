@@ -26,7 +26,7 @@ from fwscan.synth.axml import Component
 from fwscan.synth.behaviours import IDENTIFIERS, SINKS, Action
 
 SCHEMA_VERSION = 1
-FILESYSTEMS = ("ext4", "raw")
+FILESYSTEMS = ("ext4", "erofs", "raw")
 COMPRESSIONS = ("xz", "bz2", "zstd", "none")
 COMPONENT_KINDS = ("activity", "service", "receiver", "provider")
 _PACKAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
@@ -71,7 +71,8 @@ class PartitionSpec:
 
     name: str
     filesystem: str
-    """``ext4`` (a filesystem image made with mke2fs) or ``raw`` (opaque bytes, e.g. boot)."""
+    """``ext4`` (made with mke2fs), ``erofs`` (made with mkfs.erofs, LZ4HC) or ``raw`` (opaque
+    bytes, e.g. boot)."""
     size: int | None
     """Image size in bytes; computed from the content when absent (ext4 only)."""
     compression: str = "xz"
@@ -614,7 +615,7 @@ class _Checker:
                 raise self.fail(
                     where, f"{path!r} is not inside a declared partition ({names})"
                 ) from None
-            if part.filesystem != "ext4":
+            if part.filesystem == "raw":
                 raise self.fail(where, f"{path!r} is inside raw partition {part.name!r}")
             if path in seen:
                 raise self.fail(where, f"{path!r} is also used by {seen[path]}")
