@@ -194,7 +194,7 @@ class Assessor:
 
     def _api_name(self, rule_id: str) -> str:
         rule = self.rules[rule_id]
-        cls = rule.class_name.strip("L;").rsplit("/", 1)[-1]
+        cls = rule.class_name[1:-1].rsplit("/", 1)[-1]
         return f"{cls}.{rule.member}"
 
     def _target(self, target: str | None) -> tuple[str, str, Severity | None, str]:

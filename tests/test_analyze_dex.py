@@ -712,12 +712,24 @@ def test_call_sites_match_androguard(corpus: Path) -> None:
     analysis = Analysis()
     analysis.add(DEX(dexes[0][1]))
     analysis.create_xref()
+    from fwscan.analyze.dex import load_dex
+    from fwscan.analyze.dexflow import CONTEXT, _context_classes
+
+    contexts = _context_classes([d for name, data in dexes for d in load_dex(name, data)])
+    # A Service subclass of the app: androguard agrees that it descends from a Context.
+    assert analysis.get_class_analysis("La2dp/Vol/service;").extends == "Landroid/app/Service;"
+    assert "La2dp/Vol/service;" in contexts
     expected = set()
     for rule in (*SOURCES, *SINK_RULES):
         if rule.is_field or rule.string_arg:
             continue
-        for method in analysis.find_methods(
-            classname=re.escape(rule.class_name) + "$", methodname=re.escape(rule.member) + "$"
+        classes = contexts | {CONTEXT} if rule.class_name == CONTEXT else {rule.class_name}
+        for method in (
+            m
+            for cls in sorted(classes)
+            for m in analysis.find_methods(
+                classname=re.escape(cls) + "$", methodname=re.escape(rule.member) + "$"
+            )
         ):
             for _, caller, offset in method.get_xref_from():
                 descriptor = caller.descriptor.replace(" ", "")

@@ -1155,16 +1155,81 @@ class _Triage(NamedTuple):
     strings: set[int]
 
 
-def _triage(dex: DexFile, rules: SignatureSet, keep: Callable[[str], bool]) -> _Triage:
+CONTEXT = "Landroid/content/Context;"
+CONTEXT_SUBCLASSES = frozenset(
+    {
+        "Landroid/content/ContextWrapper;",
+        "Landroid/view/ContextThemeWrapper;",
+        "Landroid/app/Activity;",
+        "Landroid/app/ListActivity;",
+        "Landroid/app/ActivityGroup;",
+        "Landroid/app/TabActivity;",
+        "Landroid/app/ExpandableListActivity;",
+        "Landroid/app/AliasActivity;",
+        "Landroid/app/NativeActivity;",
+        "Landroid/app/LauncherActivity;",
+        "Landroid/preference/PreferenceActivity;",
+        "Landroid/app/Service;",
+        "Landroid/app/IntentService;",
+        "Landroid/app/Application;",
+        "Landroid/app/backup/BackupAgent;",
+        "Landroid/app/backup/BackupAgentHelper;",
+        "Landroid/accessibilityservice/AccessibilityService;",
+        "Landroid/inputmethodservice/InputMethodService;",
+        "Landroid/service/wallpaper/WallpaperService;",
+    }
+)
+"""Framework classes that are a Context: javac writes a call such as ``startActivity`` made in
+an Activity as ``Lcom/app/MainActivity;->startActivity``, so a Context rule must also match
+methods of app classes that descend from one of these."""
+
+
+def _context_classes(dexes: Sequence[DexFile]) -> frozenset[str]:
+    """App classes (across all DEX files) whose superclass chain reaches a Context class."""
+    supers: dict[str, str] = {}
+    for dex in dexes:
+        for cd in dex.class_defs():
+            if cd.superclass_idx != NO_INDEX:
+                supers[dex.type_descriptor(cd.class_idx)] = dex.type_descriptor(cd.superclass_idx)
+    found: set[str] = set()
+    for cls in supers:
+        seen, cur = set(), cls
+        while cur in supers and cur not in seen:
+            seen.add(cur)
+            cur = supers[cur]
+            if cur in CONTEXT_SUBCLASSES or cur == CONTEXT or cur in found:
+                found.add(cls)
+                break
+    return frozenset(found) | CONTEXT_SUBCLASSES
+
+
+def _triage(
+    dex: DexFile,
+    rules: SignatureSet,
+    keep: Callable[[str], bool],
+    contexts: frozenset[str] = frozenset(),
+) -> _Triage:
     methods: dict[int, list[ApiRule]] = {}
     fields: dict[int, list[ApiRule]] = {}
     for rule in (*rules.sources, *rules.sinks):
-        found = dex.find_members(rule.class_name, rule.member, field=rule.is_field)
+        found: Sequence[int] = dex.find_members(rule.class_name, rule.member, field=rule.is_field)
+        if rule.class_name == CONTEXT and not rule.is_field:
+            # Calls on an Activity, Service or app subclass of them count as Context calls.
+            found = [
+                *found,
+                *(
+                    i
+                    for i in dex.members_named(rule.member, field=False)
+                    if dex.method(i)[0] in contexts
+                ),
+            ]
         for index in found:
             if rule.is_field:
                 if rule.descriptor is None or dex.field(index)[2] == rule.descriptor:
                     fields.setdefault(index, []).append(rule)
-            elif rule.descriptor is None or dex.method(index)[2] == rule.descriptor:
+            elif (
+                rule.descriptor is None or dex.method(index)[2] == rule.descriptor
+            ) and rule not in methods.get(index, []):
                 methods.setdefault(index, []).append(rule)
     strings = {i for i, text in enumerate(dex.strings()) if keep(text)}
     return _Triage(
@@ -1212,6 +1277,11 @@ def analyze_dex_files(
             errors.append(str(exc))
     app = _App(dexes, rules.library_prefixes, errors)
     classes = sum(dex.class_count for dex in dexes)
+    try:
+        contexts = _context_classes(dexes)
+    except DexFormatError as exc:
+        errors.append(str(exc))
+        contexts = CONTEXT_SUBCLASSES
     ranks: dict[str, tuple[bool, str]] = {}
 
     def rank(text: str) -> tuple[bool, str]:
@@ -1227,7 +1297,7 @@ def analyze_dex_files(
     sink_sites: dict[tuple[int, int], list[int]] = {}
     for dex_i, dex in enumerate(dexes):
         try:
-            triage = _triage(dex, rules, string_filter)
+            triage = _triage(dex, rules, string_filter, contexts)
             patterns = (
                 _pattern(
                     (*INVOKES, *_SGETS) if triage.fields else INVOKES,
