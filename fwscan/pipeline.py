@@ -206,6 +206,7 @@ def assess(
     errors: list[ArtifactError] = []
     binaries: dict[str, list[Finding]] = {}
     owners = _apk_owners(inv, analyses)
+    shared = _shared_packages(inv, analyses)
     rc_files: list[tuple[FileRecord, dict[str, Any]]] = []
     for f in inv.files:
         res = analyses.get((f.sha256, f.kind))
@@ -220,7 +221,7 @@ def assess(
             errors.append(ArtifactError(f.device_path, f.sha256, f.kind, "error", message))
         kind = res.get("type")
         if kind in ("apk", "jar"):
-            app, found = _package_findings(assessor, f, res, platform)
+            app, found = _package_findings(assessor, f, res, platform, shared)
             apps.append(app)
             findings += found
         elif kind in ("dex", "odex", "vdex") and res.get("code"):
@@ -294,6 +295,17 @@ def _apk_for_code(path: str) -> str:
     return "/".join([*folder, f"{stem}.apk"])
 
 
+def _shared_packages(inv: Inventory, analyses: dict[tuple[str, str], Any]) -> frozenset[str]:
+    """Packages claimed by APKs of different content (a folder of test apps, a mis-built
+    firmware): their findings must not be merged by package."""
+    seen: dict[str, set[str]] = {}
+    for f in inv.files:
+        res = analyses.get((f.sha256, f.kind))
+        if f.kind == "apk" and isinstance(res, dict) and res.get("facts"):
+            seen.setdefault(res["facts"]["package"], set()).add(f.sha256)
+    return frozenset(p for p, shas in seen.items() if p and len(shas) > 1)
+
+
 def _apk_owners(inv: Inventory, analyses: dict[tuple[str, str], Any]) -> dict[str, str]:
     """Device path of each APK -> its package (for attributing ODEX/VDEX code to the app)."""
     owners = {}
@@ -327,11 +339,17 @@ def _failed_app(f: FileRecord, message: str) -> AppRecord:
 
 
 def _package_findings(
-    assessor: Assessor, f: FileRecord, res: dict[str, Any], platform: frozenset[str]
+    assessor: Assessor,
+    f: FileRecord,
+    res: dict[str, Any],
+    platform: frozenset[str],
+    shared: frozenset[str] = frozenset(),
 ) -> tuple[AppRecord, list[Finding]]:
     facts = res.get("facts") or {}
     package = facts.get("package", "")
     component = package or f.device_path
+    if package in shared:  # two different APKs claim one package: keep them apart
+        component = f"{package} ({f.device_path})"
     findings: list[Finding] = []
     if res.get("code"):
         findings += assessor.code_findings(res["code"], f.device_path, component)
