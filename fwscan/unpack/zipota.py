@@ -13,38 +13,14 @@ that hold ``payload.bin``.
 from __future__ import annotations
 
 import shutil
-import struct
 import zipfile
 from collections.abc import Iterator
 
 from fwscan.errors import InputError, LimitError, UnpackError
+from fwscan.unpack.archive import open_zip, stored_window
 from fwscan.unpack.base import Child, UnpackContext, Window
 
 PAYLOAD = "payload.bin"
-_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
-
-
-def _open_zip(window: Window) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(window.open())
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
-        raise UnpackError(f"not a readable zip: {exc}") from exc
-
-
-def _stored_window(window: Window, info: zipfile.ZipInfo) -> Window:
-    """The window of a stored member's data, after checking its local header."""
-    with window.open() as f:
-        f.seek(info.header_offset)
-        raw = f.read(_LOCAL_HEADER.size)
-    if len(raw) != _LOCAL_HEADER.size:
-        raise UnpackError(f"{info.filename}: local header past the end of the zip")
-    sig, *_rest, name_len, extra_len = _LOCAL_HEADER.unpack(raw)
-    if sig != b"PK\x03\x04":
-        raise UnpackError(f"{info.filename}: bad local header signature")
-    start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
-    if start + info.compress_size > window.size():
-        raise UnpackError(f"{info.filename}: member data past the end of the zip")
-    return Window(window.path, window.offset + start, info.compress_size)
 
 
 class OtaZipContainer:
@@ -58,14 +34,14 @@ class OtaZipContainer:
         if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
             return False
         try:
-            with _open_zip(window) as zf:
+            with open_zip(window) as zf:
                 return PAYLOAD in zf.NameToInfo
         except UnpackError:
             return False
 
     def expand(self, window: Window, ctx: UnpackContext) -> Iterator[Child]:
         """The ``payload.bin`` member, as a window into the zip or a bounded copy."""
-        with _open_zip(window) as zf:
+        with open_zip(window) as zf:
             try:
                 info = zf.getinfo(PAYLOAD)
             except KeyError:
@@ -75,7 +51,7 @@ class OtaZipContainer:
                     "(block-based OTAs and factory image zips are not read yet)"
                 ) from None
             if info.compress_type == zipfile.ZIP_STORED:
-                yield Child(PAYLOAD, _stored_window(window, info), format="payload")
+                yield Child(PAYLOAD, stored_window(window, info), format="payload")
                 return
             if info.file_size > ctx.limits.max_partition_size:
                 raise LimitError(f"{PAYLOAD}: {info.file_size} bytes exceeds the size limit")
