@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fwscan.errors import FwscanError, InputError, UnpackError
 from fwscan.model import Status
-from fwscan.unpack import bootimg, ext4
+from fwscan.unpack import bootimg, erofs, ext4
 from fwscan.unpack.apex import ApexContainer
 from fwscan.unpack.archive import ArchiveContainer, CompressedContainer
 from fwscan.unpack.base import Child, Container, FileSystem, Filesystem, UnpackContext, Window
@@ -61,6 +61,7 @@ def containers(source: Mapping[str, Path] | None = None) -> tuple[Container, ...
 CONTAINERS: tuple[Container, ...] = containers()
 FILESYSTEMS: tuple[Filesystem, ...] = (
     Filesystem("ext4", ext4.probe, ext4.Ext4FileSystem),
+    Filesystem("erofs", erofs.probe, erofs.ErofsFileSystem),
     Filesystem("cpio", bootimg.probe_cpio, bootimg.CpioFileSystem),
 )
 
