@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,12 +31,26 @@ def sha256_file(path: Path) -> str:
 class BlobStore:
     """Files named by their SHA-256 under ``root``."""
 
-    def __init__(self, root: Path, kinds: frozenset[str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        kinds: frozenset[str],
+        known: Callable[[str, str], bool] | None = None,
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.kinds = kinds
         """The inventory kinds worth storing."""
+        self.known = known
+        """Whether the analysis of (sha256, kind) is already at hand (cached): then the file is
+        not stored at all."""
         self.stored_bytes = 0
+
+    def needs(self, sha256: str, kind: str) -> bool:
+        """Whether a file of this hash and kind should be stored now."""
+        if kind not in self.kinds or self.has(sha256):
+            return False
+        return self.known is None or not self.known(sha256, kind)
 
     def wants(self, kind: str) -> bool:
         """Whether files of ``kind`` should be stored."""

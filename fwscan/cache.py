@@ -91,6 +91,11 @@ class ResultCache:
             return None
         return value
 
+    def has(self, key: str) -> bool:
+        """Whether an entry exists (without reading it)."""
+        path = self._path(key)
+        return path is not None and path.is_file()
+
     def put(self, key: str, value: dict[str, Any]) -> None:
         """Store ``value`` under ``key``, replacing any entry atomically.
 

@@ -7,7 +7,6 @@ import posixpath
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from fwscan import __version__, buildprop
 from fwscan.blobstore import BlobStore, sha256_file
@@ -89,33 +88,28 @@ def _hash_entry(
 ) -> tuple[str, bytes, bytes]:
     """SHA-256, the first bytes, and (when asked, up to the build.prop bound) the content.
 
-    When ``store`` wants the file's kind (known after the first chunk), the content is copied
-    into the store in the same pass.
+    A file the analyzers need and whose analysis is not cached already is then copied into
+    ``store`` (a second read, from the page cache; a re-scan reads each file once).
     """
     digest = hashlib.sha256()
     head = b""
     keep: bytearray | None = bytearray() if keep_content else None
-    out: BinaryIO | None = None
-    tmp: Path | None = None
-    try:
-        for chunk in fs.iter_content(entry):
-            if len(head) < 64:
-                head += chunk[: 64 - len(head)]
-                if store is not None and out is None and store.wants(classify(entry.path, head)):
-                    out, tmp = store.new_file()
-            digest.update(chunk)
-            if out is not None:
-                out.write(chunk)
-            if keep is not None and len(keep) < buildprop.MAX_PROP_FILE:
-                keep += chunk
-    except BaseException:
-        if out is not None and tmp is not None:
-            out.close()
-            BlobStore.discard(tmp)
-        raise
+    for chunk in fs.iter_content(entry):
+        if len(head) < 64:
+            head += chunk[: 64 - len(head)]
+        digest.update(chunk)
+        if keep is not None and len(keep) < buildprop.MAX_PROP_FILE:
+            keep += chunk
     sha = digest.hexdigest()
-    if out is not None and tmp is not None and store is not None:
-        out.close()
+    if store is not None and store.needs(sha, classify(entry.path, head)):
+        out, tmp = store.new_file()
+        try:
+            with out:
+                for chunk in fs.iter_content(entry):
+                    out.write(chunk)
+        except BaseException:
+            BlobStore.discard(tmp)
+            raise
         store.commit(tmp, sha)
     return sha, head, bytes(keep or b"")
 

@@ -111,7 +111,12 @@ def scan(target: Path, options: ScanOptions = ScanOptions()) -> tuple[ScanResult
     show = options.progress and sys.stderr.isatty()
     cache = ResultCache(options.cache_dir)
     with tempfile.TemporaryDirectory(prefix="fwscan-scan-", dir=options.workdir) as tmp:
-        store = BlobStore(Path(tmp) / "blobs", ANALYZED_KINDS)
+        version = psl_version()
+
+        def known(sha: str, kind: str) -> bool:
+            return cache.has(cache_key(sha, kind, ANALYZER_VERSION, sig.sha256, version))
+
+        store = BlobStore(Path(tmp) / "blobs", ANALYZED_KINDS, known)
         as_files = target.is_dir() or is_bare_artifact(target)
         with _stage(stats, "unpack"), _bar(None, "reading files", show, "file") as bar:
             inv, _ctx = build_inventory(
@@ -139,13 +144,14 @@ def _analyse(
     stats: ScanStats,
     show: bool,
 ) -> dict[tuple[str, str], dict[str, Any] | TaskFailure]:
-    wanted = sorted(
-        {(f.sha256, f.kind) for f in inv.files if f.kind in ANALYZED_KINDS and store.has(f.sha256)}
-    )
+    every = {(f.sha256, f.kind) for f in inv.files if f.kind in ANALYZED_KINDS and f.sha256}
+    version = psl_version()
+    keys = {w: cache_key(w[0], w[1], ANALYZER_VERSION, sig.sha256, version) for w in every}
+    # Stored for analysis, or analysed before (then only the cache has it).
+    wanted = sorted(w for w in every if store.has(w[0]) or cache.has(keys[w]))
     stats.artifacts = len(wanted)
     sig_dir = str(options.signatures_dir) if options.signatures_dir else None
     out: dict[tuple[str, str], dict[str, Any] | TaskFailure] = {}
-    keys = {w: cache_key(w[0], w[1], ANALYZER_VERSION, sig.sha256, psl_version()) for w in wanted}
     todo = []
     for w in wanted:
         hit = cache.get(keys[w])
