@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import io
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,31 @@ class FsEntry:
     inode: int
     link_target: str | None = None
     """For symlinks: the target, recorded and never followed."""
+
+
+def inode_entry(
+    path: str,
+    mode: int,
+    size: int,
+    uid: int,
+    gid: int,
+    inode: int,
+    read_target: Callable[[], bytes],
+) -> FsEntry:
+    """The entry of an inode-based filesystem (ext4, EROFS): its type from the ``st_mode`` bits,
+    and for a symlink the target that ``read_target`` returns, recorded and never followed."""
+    kind = stat.S_IFMT(mode)
+    target = None
+    if kind == stat.S_IFREG:
+        etype = EntryType.FILE
+    elif kind == stat.S_IFDIR:
+        etype = EntryType.DIR
+    elif kind == stat.S_IFLNK:
+        etype = EntryType.SYMLINK
+        target = read_target().decode("utf-8", "surrogateescape")
+    else:
+        etype = EntryType.OTHER
+    return FsEntry(path, etype, mode, size, uid, gid, inode, target)
 
 
 class FileSystem(Protocol):

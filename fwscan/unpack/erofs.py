@@ -92,7 +92,7 @@ from typing import Any
 
 from fwscan.errors import LimitError, UnpackError
 from fwscan.limits import DEFAULT_LIMITS, Limits
-from fwscan.unpack.base import EntryType, FsEntry, Window
+from fwscan.unpack.base import EntryType, FsEntry, Window, inode_entry
 
 _SB_OFFSET = 1024
 _SB_SIZE = 128
@@ -601,26 +601,14 @@ class ErofsFileSystem:
         self.errors.append(type(exc)(f"{path}: {exc}"))
 
     def _entry(self, path: str, inode: _Inode) -> FsEntry:
-        kind = inode.kind
-        target = None
-        if kind == _S_IFREG:
-            etype = EntryType.FILE
-        elif kind == _S_IFDIR:
-            etype = EntryType.DIR
-        elif kind == _S_IFLNK:
-            etype = EntryType.SYMLINK
-            target = self._symlink_target(inode).decode("utf-8", "surrogateescape")
-        else:
-            etype = EntryType.OTHER
-        return FsEntry(
-            path=path,
-            type=etype,
-            mode=inode.mode,
-            size=inode.size,
-            uid=inode.uid,
-            gid=inode.gid,
-            inode=inode.nid,
-            link_target=target,
+        return inode_entry(
+            path,
+            inode.mode,
+            inode.size,
+            inode.uid,
+            inode.gid,
+            inode.nid,
+            lambda: self._symlink_target(inode),
         )
 
     def _symlink_target(self, inode: _Inode) -> bytes:
