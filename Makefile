@@ -17,9 +17,9 @@ APT_PACKAGES := e2fsprogs dexdump xz-utils zstd bzip2 binutils file openssl time
                 apksigner openjdk-17-jdk-headless erofs-utils android-sdk-libsparse-utils \
                 brotli lz4 cpio chromium chromium-driver
 
-.PHONY: setup system-deps demo test lint typecheck unit bench clean
+.PHONY: setup system-deps tools demo test lint typecheck unit bench clean
 
-setup: system-deps $(STAMP)
+setup: system-deps tools $(STAMP)
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -30,6 +30,11 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages (run as root or install them):$$missing"; exit 1; fi; \
 	fi
+
+# A current erofs-utils for the EROFS tests (LZMA, DEFLATE, Zstandard, fragments, other block
+# sizes), built from Debian 13's source package into .tools/; see .ci/erofs-utils.sh.
+tools: system-deps
+	@bash .ci/erofs-utils.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,4 +61,4 @@ bench: setup
 	$(BIN)/python benchmarks/unpack_bench.py
 
 clean:
-	rm -rf $(VENV) out build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools out build *.egg-info .mypy_cache .ruff_cache .pytest_cache

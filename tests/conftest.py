@@ -19,9 +19,17 @@ def corpus() -> Path:
     return CORPUS
 
 
+TOOLS = REPO / ".tools" / "erofs-utils" / "bin"
+"""Tools built by the setup (``.ci/erofs-utils.sh``): looked for before the system's."""
+
+
 def need_tool(name: str) -> str:
     """The path of a system tool; a missing tool fails the test (the setup installs them)."""
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin")
+    path = (
+        shutil.which(name, path=str(TOOLS))
+        or shutil.which(name)
+        or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin")
+    )
     if path is None:
         pytest.fail(f"system tool {name!r} is missing: run `make setup` (apt-get install)")
     return path

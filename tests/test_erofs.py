@@ -2,9 +2,10 @@
 
 Every image is built from a source tree in the test's temporary folder and read back: the
 listing (paths, types, sizes, permission bits, link targets, SHA-256 of every file) must be the
-source tree's. Modes that the installed erofs-utils does not have (LZMA, DEFLATE, Zstandard,
-fragments, dedupe, block sizes other than 4 KiB: erofs-utils >= 1.6) are skipped, visibly; set
-``FWSCAN_MKFS_EROFS`` to a newer ``mkfs.erofs`` to run them.
+source tree's. The setup builds a current erofs-utils into ``.tools/`` (``.ci/erofs-utils.sh``),
+used before the system's; modes the mkfs.erofs in use does not have (Debian 12's 1.5 lacks
+LZMA, DEFLATE, Zstandard, fragments, dedupe and block sizes other than 4 KiB; 1.8 lacks
+compressed directories) are skipped, visibly. ``FWSCAN_MKFS_EROFS`` names another mkfs.erofs.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ MODES: dict[str, tuple[list[str], str | None]] = {
     "deflate": (["-zdeflate"], "deflate"),
     "zstd": (["-zzstd"], "zstd"),
     "fragments": (["-zlz4hc", "-Efragments"], "-b#"),
-    "all_fragments": (["-zlzma", "-Eall-fragments"], "--zD"),
+    "all_fragments": (["-zlzma", "-Eall-fragments"], "lzma"),
     "dedupe": (["-zlz4hc", "-Ededupe", "-Efragments"], "-b#"),
     "block_512": (["-b512"], "-b#"),
     "block_1024_lz4hc": (["-b1024", "-zlz4hc", "-Eztailpacking"], "-b#"),
@@ -286,9 +287,11 @@ def test_corpus_matches_fsck_extract(corpus: Path, tmp_path: Path, name: str) ->
         errors="replace",
         check=False,
     )
-    if proc.returncode and name in SAME_AS_4096 and "isn't supported" in proc.stderr:
-        # fsck.erofs 1.5 reads 4 KiB blocks only; these images hold the same tree as
-        # sample_4096.img (checked with fsck.erofs 1.9 when this test was written).
+    refused = ("isn't supported", "invalid sb_extslots")
+    if proc.returncode and name in SAME_AS_4096 and any(r in proc.stderr for r in refused):
+        # fsck.erofs 1.5 reads 4 KiB blocks only, and 1.8 refuses a superblock that ends past
+        # a 1 KiB block; these images hold the same tree as sample_4096.img (checked with
+        # fsck.erofs 1.9 when this test was written).
         shutil.rmtree(out, ignore_errors=True)
         _run(need_tool("fsck.erofs"), f"--extract={out}", str(image.with_name("sample_4096.img")))
     else:
