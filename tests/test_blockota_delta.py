@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import dataclasses
 import hashlib
+import io
 import subprocess
 import tarfile
 import zipfile
@@ -26,9 +27,11 @@ from fwscan.errors import FwscanError, IntegrityError, LimitError, NeedsSourceEr
 from fwscan.limits import Limits
 from fwscan.synth.blockota import write_block_ota
 from fwscan.synth.ext4img import make_ext4
+from fwscan.synth.imgdiff import make_imgdiff
 from fwscan.unpack.base import Child, UnpackContext, Window
 from fwscan.unpack.blockota import BlockOtaContainer, parse_transfer_list
 from fwscan.unpack.delta import DeltaPayloadContainer, apply_incremental, bspatch
+from fwscan.unpack.imgdiff import CHUNK_DEFLATE, parse_imgdiff
 from fwscan.unpack.payload import OpType, Payload
 
 BS = 4096
@@ -215,9 +218,8 @@ ID1 = sha1(b"".join(SRC[12:14]))
 ID2 = sha1(SRC[14])
 
 
-def v4_list(src_hash: str = "", imgdiff: bool = False, total: int = 18) -> str:
+def v4_list(src_hash: str = "", total: int = 18) -> str:
     move0 = sha1(b"".join(SRC[4:8]))
-    diff = "imgdiff" if imgdiff else "bsdiff"
     src_hash = src_hash or sha1(b"".join(SRC[8:12]))
     lines = [
         "4",
@@ -227,7 +229,7 @@ def v4_list(src_hash: str = "", imgdiff: bool = False, total: int = 18) -> str:
         f"stash {ID1} {rs((12, 14))}",
         f"stash {ID2} {rs((14, 15))}",
         f"move {move0} {rs((0, 4))} 4 {rs((4, 8))}",
-        f"{diff} 4 {len(PATCH)} {src_hash} {sha1(bytes(PATCHED))} {rs((4, 8))} 4 {rs((8, 12))}",
+        f"bsdiff 4 {len(PATCH)} {src_hash} {sha1(bytes(PATCHED))} {rs((4, 8))} 4 {rs((8, 12))}",
         f"move {ID1} {rs((8, 10))} 2 - {ID1}:{rs((0, 2))}",
         f"free {ID1}",
         f"move {sha1(SRC[15] + SRC[14])} {rs((10, 12))} 2 {rs((15, 16))} {rs((0, 1))} "
@@ -345,11 +347,103 @@ def test_wrong_source_is_an_integrity_error(tmp_path: Path) -> None:
     assert "line 8 (bsdiff)" in str(error)
 
 
-def test_imgdiff_is_not_supported(tmp_path: Path, source_image: Path) -> None:
-    ota = incremental_zip(tmp_path, v4_list(imgdiff=True))
-    error = expand(ota, tmp_path / "work", source={"system": source_image})["system"]
+def _apk(version: int) -> bytes:
+    """An APK-like zip from ``zipfile``, padded with zeros to whole blocks as on a filesystem."""
+    dex = b"dex\n035\0" + b"".join(
+        b"Lcom/example/C%d;->method%d()V invoke-virtual {v0, v1} " % (i % 97, (i * 7) % 13)
+        for i in range(3000)
+    )
+    if version:
+        dex = dex.replace(b"method3()V", b"method3(I)V", 20) + b"added in version %d" % version
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data, compress in (
+            ("AndroidManifest.xml", b"<manifest android:versionCode='%d'/>" % version, 8),
+            ("classes.dex", dex, 8),
+            ("resources.arsc", block(f"arsc{version}")[:1000] + block("arsc")[:3000], 0),
+            ("res/layout/main.xml", b"<LinearLayout/>" * (200 + version), 8),
+        ):
+            zf.writestr(zipfile.ZipInfo(name, (2009, 1, 1, 0, 0, 0)), data, compress)
+    data = buf.getvalue()
+    return data + bytes(-len(data) % BS)
+
+
+@pytest.mark.parametrize("version", [1, 4])
+def test_imgdiff_patches_an_apk(tmp_path: Path, version: int) -> None:
+    """An incremental block OTA whose imgdiff command patches an APK inside the image."""
+    old_apk, new_apk = _apk(0), _apk(1)
+    n_old, n_new = len(old_apk) // BS, len(new_apk) // BS
+    patch = make_imgdiff(old_apk, new_apk)
+    kinds = {c.kind for c in parse_imgdiff(patch, len(old_apk))}
+    assert CHUNK_DEFLATE in kinds  # classes.dex is patched inflated and deflated again
+    # Source: block 0, the old APK at blocks 1.., then 3 more blocks; the APK is rewritten in
+    # place (the new one may be a block longer), the rest of the image is unchanged.
+    source_blocks = [block("head"), old_apk, *(block(f"tail{i}") for i in range(3))]
+    source = tmp_path / "source-system.img"
+    source.write_bytes(b"".join(source_blocks))
+    expected = bytearray(source.read_bytes())
+    expected[BS : BS + len(new_apk)] = new_apk
+    tgt, src = rs((1, 1 + n_new)), rs((1, 1 + n_old))
+    if version == 1:
+        command = f"imgdiff 4 {len(patch)} {src} {tgt}"
+        header = ["1", str(n_new)]
+    else:
+        command = f"imgdiff 4 {len(patch)} {sha1(old_apk)} {sha1(new_apk)} {tgt} {n_old} {src}"
+        header = ["4", str(n_new), "0", "0"]
+    ota = write_zip(
+        tmp_path / "ota.zip",
+        {
+            "system.transfer.list": "\n".join([*header, command, ""]).encode(),
+            "system.patch.dat": b"JUNK" + patch,
+        },
+    )
+    images = expand(ota, tmp_path / "work", source={"system": source})
+    assert images["system"] == bytes(expected)
+    assert hashlib.sha256(images["system"]).digest() == hashlib.sha256(expected).digest()
+    assert source.read_bytes() == b"".join(source_blocks)  # the source is never written
+
+    # Without the source, the imgdiff command is named; with a wrong target hash, the result
+    # is refused.
+    error = expand(ota, tmp_path / "work-nosource")["system"]
+    assert isinstance(error, NeedsSourceError)
+    assert "(imgdiff)" in str(error)
+    if version == 4:
+        bad = write_zip(
+            tmp_path / "bad.zip",
+            {
+                "system.transfer.list": "\n".join(
+                    [*header, command.replace(sha1(new_apk), "0" * 40), ""]
+                ).encode(),
+                "system.patch.dat": b"JUNK" + patch,
+            },
+        )
+        error = expand(bad, tmp_path / "work-bad", source={"system": source})["system"]
+        assert isinstance(error, IntegrityError)
+        assert "line 5 (imgdiff)" in str(error)
+
+
+def test_damaged_imgdiff_patch_is_named(tmp_path: Path) -> None:
+    old_apk, new_apk = _apk(0), _apk(2)
+    patch = bytearray(make_imgdiff(old_apk, new_apk))
+    patch[8:12] = (1 << 30).to_bytes(4, "little")  # the chunk count
+    n_old, n_new = len(old_apk) // BS, len(new_apk) // BS
+    source = tmp_path / "source.img"
+    source.write_bytes(old_apk)
+    command = (
+        f"imgdiff 0 {len(patch)} {sha1(old_apk)} {sha1(new_apk)} {rs((0, n_new))} {n_old} "
+        f"{rs((0, n_old))}"
+    )
+    ota = write_zip(
+        tmp_path / "ota.zip",
+        {
+            "system.transfer.list": f"4\n{n_new}\n0\n0\n{command}\n".encode(),
+            "system.patch.dat": bytes(patch),
+        },
+    )
+    error = expand(ota, tmp_path / "work", source={"system": source})["system"]
     assert type(error) is UnpackError
-    assert str(error) == "system: imgdiff patches are not supported"
+    assert str(error).startswith("system: transfer list line 5 (imgdiff): imgdiff patch: ")
+    assert "cannot fit" in str(error)
 
 
 def test_ranges_past_the_end_are_refused(tmp_path: Path, source_image: Path) -> None:

@@ -39,13 +39,18 @@ updater-script's ``range_sha1`` checks are not evaluated).
 
 Bounds: every range must end within ``limits.max_partition_size``; the blocks written by counted
 commands may not exceed the header's total; source ranges must lie in the source image; one
-command's buffer is held in memory up to :data:`MAX_COMMAND_SIZE`. The image is as large as the
+command's buffer is held in memory up to :data:`MAX_COMMAND_SIZE` (the inflated members of an
+``imgdiff`` patch up to the limits of :mod:`fwscan.unpack.imgdiff`). The image is as large as the
 largest block any command names (an incremental one at least as large as its source image).
 
-Limitations: ``imgdiff`` patches are refused (:class:`~fwscan.errors.UnpackError`);
-``compute_hash_tree`` is not executed, so the dm-verity hash tree blocks stay zero (the
-filesystem is complete); new data left over after the last command is ignored, as the updater
-does; only top-level ``NAME.transfer.list`` members are read.
+``imgdiff`` patches (AOSP's patches for zip files such as APKs) are applied by
+:func:`fwscan.unpack.imgdiff.apply_imgdiff`: deflated members are inflated, patched and deflated
+again with Python's zlib; where that zlib compresses differently from the one the patch was made
+with, the target SHA-1 (versions 3 and 4) names the mismatch.
+
+Limitations: ``compute_hash_tree`` is not executed, so the dm-verity hash tree blocks stay zero
+(the filesystem is complete); new data left over after the last command is ignored, as the
+updater does; only top-level ``NAME.transfer.list`` members are read.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ from fwscan.errors import FwscanError, IntegrityError, LimitError, NeedsSourceEr
 from fwscan.limits import DEFAULT_LIMITS, GiB, Limits, MiB
 from fwscan.unpack.base import Child, UnpackContext, Window
 from fwscan.unpack.delta import bspatch
+from fwscan.unpack.imgdiff import apply_imgdiff
 
 BLOCK_SIZE = 4096
 """The block size of every transfer list (fixed by the format)."""
@@ -683,24 +689,35 @@ class _Runner:
         self.image.write(cmd.target, data)
 
     def _do_bsdiff(self, cmd: Command) -> None:
+        self._patch(cmd)
+
+    def _do_imgdiff(self, cmd: Command) -> None:
+        self._patch(cmd)
+
+    def _patch(self, cmd: Command) -> None:
+        """``bsdiff`` and ``imgdiff``: the patch applied to the source buffer must fill the
+        target blocks exactly."""
         assert cmd.target is not None
         old = self._load_source(cmd)
         patch = self.patches.read(cmd.patch_offset, cmd.patch_length, cmd.line)
         size = cmd.target.blocks * BLOCK_SIZE
         try:
-            new = bspatch(old, patch, max_new_size=size)
+            if cmd.kind == "imgdiff":
+                new = apply_imgdiff(old, patch, max_new_size=size)
+            else:
+                new = bspatch(old, patch, max_new_size=size)
         except FwscanError as exc:
-            raise UnpackError(f"transfer list line {cmd.line}: {exc}") from exc
+            # A bsdiff output past the target is malformed; imgdiff also has memory limits.
+            limit = isinstance(exc, LimitError) and cmd.kind == "imgdiff"
+            error = LimitError if limit else UnpackError
+            raise error(f"transfer list line {cmd.line} ({cmd.kind}): {exc}") from exc
         if len(new) != size:
             raise UnpackError(
-                f"transfer list line {cmd.line}: the patch makes {len(new)} bytes for "
-                f"{cmd.target.blocks} target blocks"
+                f"transfer list line {cmd.line} ({cmd.kind}): the patch makes {len(new)} bytes "
+                f"for {cmd.target.blocks} target blocks"
             )
         self._check_target(cmd, new)
         self.image.write(cmd.target, new)
-
-    def _do_imgdiff(self, cmd: Command) -> None:
-        raise UnpackError("imgdiff patches are not supported")
 
     def _read_bounded(self, ranges: RangeSet, line: int) -> bytes:
         if ranges.blocks * BLOCK_SIZE > MAX_COMMAND_SIZE:
@@ -746,9 +763,14 @@ class _Runner:
 
     def _check_target(self, cmd: Command, data: bytes) -> None:
         if cmd.tgt_hash is not None and hashlib.sha1(data).hexdigest() != cmd.tgt_hash:
+            hint = (
+                " (if the patch is right, the build's zlib deflates differently from this one)"
+                if cmd.kind == "imgdiff"
+                else ""
+            )
             raise IntegrityError(
                 f"{self.image.name}: transfer list line {cmd.line} ({cmd.kind}): the result does "
-                f"not match its target SHA-1 {cmd.tgt_hash}"
+                f"not match its target SHA-1 {cmd.tgt_hash}{hint}"
             )
 
 
@@ -891,8 +913,6 @@ class BlockOtaContainer:
             raise NeedsSourceError(
                 f"{part}: incremental block OTA ({kinds}): the source build is needed"
             )
-        if "imgdiff" in tl.source_kinds:
-            raise UnpackError("imgdiff patches are not supported")
         if not tl.source_kinds:
             source = None
         src_blocks = 0
