@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import posixpath
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,6 +78,61 @@ def device_path(partition: str, path: str, system_as_root: bool, fmt: str = "") 
     if partition.startswith("apex:"):
         return f"/apex/{partition[5:]}/{path}"
     return f"/{partition}/{path}"
+
+
+PARTITION_NAMES = frozenset(
+    {
+        "system",
+        "vendor",
+        "product",
+        "system_ext",
+        "odm",
+        "oem",
+        "vendor_dlkm",
+        "odm_dlkm",
+        "system_dlkm",
+        "system_other",
+    }
+)
+"""The Android partitions whose files appear under ``/<name>/`` on a device."""
+_SLOT_SUFFIX = re.compile(r"_[ab]$")
+_BUILD_KEY = re.compile(rb"^ro\.([a-z_]{2,20})\.build\.(?:fingerprint|id|date\.utc)=", re.M)
+_MAX_GUESS_PROP = 256 * 1024
+
+
+def guess_partition(part: OpenedPartition, entries: list[FsEntry]) -> str:
+    """The name a partition image gets when nothing named it (a bare image given on the
+    command line, a file called ``bj-system.erofs`` or ``system_a.img``): the known partition
+    name its own name holds once a slot suffix is dropped, else the one its content shows (a
+    system-as-root ``system/build.prop``; the ``ro.<partition>.build.*`` keys of its root or
+    ``etc/build.prop``), else a known name among the ``-``/``.``-separated words of its name,
+    else its name as it is. Named partitions (payload, super, archive members) keep theirs."""
+    name = part.name
+    if not name or name in PARTITION_NAMES or name.startswith("apex:") or part.format == "cpio":
+        return name
+    plain = _SLOT_SUFFIX.sub("", name.lower())
+    if plain in PARTITION_NAMES:
+        return plain
+    by_path = {e.path: e for e in entries if e.type is EntryType.FILE}
+    if "system/build.prop" in by_path and "build.prop" not in by_path:
+        return "system"
+    for prop in ("build.prop", "etc/build.prop"):
+        entry = by_path.get(prop)
+        if entry is None or entry.size > _MAX_GUESS_PROP:
+            continue
+        try:
+            text = b"".join(part.fs.iter_content(entry))
+        except Exception:  # noqa: BLE001, S112 - a damaged build.prop is reported when listed
+            continue
+        for match in _BUILD_KEY.finditer(text):
+            found = match.group(1).decode()
+            if found in PARTITION_NAMES:
+                return found
+    for word in re.split(r"[-.]+", name.lower()):
+        known = _SLOT_SUFFIX.sub("", word)
+        if known in PARTITION_NAMES:
+            return known
+    return name
 
 
 def _is_system_as_root(entries: list[FsEntry]) -> bool:
@@ -258,6 +315,9 @@ def _list_partition(
         return
     for err in part.fs.errors:
         ctx.record(part.source, "file", part.format, Status.FAILED, error=err)
+    name = guess_partition(part, entries)
+    if name != part.name:
+        part = dataclasses.replace(part, name=name)
     sar = _is_system_as_root(entries)
     for entry in entries:
         if len(records) >= limits.max_files:

@@ -102,3 +102,62 @@ def test_safe_writer_never_writes_through_symlinks(tmp_path: Path) -> None:
     assert (root / "abs" / "ok.txt").is_file()
     with pytest.raises(UnpackError, match="overwrite"):
         writer.open_new("abs/ok.txt")
+
+
+def _image(tmp_path: Path, name: str, files: dict[str, bytes], label: str = "") -> Path:
+    """A real ext4 image (mke2fs -d) holding ``files``."""
+    from fwscan.synth.ext4img import make_ext4
+
+    tree = tmp_path / f"tree-{name}"
+    for rel, data in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(data)
+    out = tmp_path / name
+    make_ext4(tree, out, label=label)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "files", "partition", "prop_path"),
+    [
+        # system-as-root content under an odd file name
+        (
+            "bj-system.img.raw",
+            {"system/build.prop": b"ro.system.build.id=X\n", "system/app/a.txt": b"a"},
+            "system",
+            "/system/build.prop",
+        ),
+        # a slot suffix
+        ("vendor_b.img", {"build.prop": b"ro.vendor.build.id=X\n"}, "vendor", "/vendor/build.prop"),
+        # nothing in the name: the build.prop keys say which partition this is
+        (
+            "dump.bin",
+            {"etc/build.prop": b"ro.product.build.fingerprint=f\nro.product.build.id=X\n"},
+            "product",
+            "/product/etc/build.prop",
+        ),
+        ("dump2.bin", {"build.prop": b"ro.odm.build.id=X\n"}, "odm", "/odm/build.prop"),
+        # a partition word in the name, content silent
+        ("x-system_ext.raw", {"etc/x.txt": b"x"}, "system_ext", "/system_ext/etc/x.txt"),
+        # nothing known: the file's own name
+        ("mystery.img", {"etc/x.txt": b"x"}, "mystery", "/mystery/etc/x.txt"),
+    ],
+)
+def test_bare_image_partition_name(
+    tmp_path: Path, name: str, files: dict[str, bytes], partition: str, prop_path: str
+) -> None:
+    from fwscan.inventory import build_inventory
+
+    inv, _ = build_inventory(_image(tmp_path, name, files), workdir=tmp_path)
+    records = {r.device_path: r for r in inv.files}
+    assert prop_path in records, sorted(records)
+    assert {r.partition for r in inv.files} == {partition}
+
+
+def test_volume_label_names_a_bare_image(tmp_path: Path) -> None:
+    from fwscan.inventory import build_inventory
+
+    image = _image(tmp_path, "odd.img", {"build.prop": b"ro.system.build.id=X\n"}, label="vendor")
+    inv, _ = build_inventory(image, workdir=tmp_path)
+    # the label names it; the content guess does not override a known partition name
+    assert [r.device_path for r in inv.files] == ["/vendor/build.prop"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fwscan.errors import FwscanError, InputError, UnpackError
 from fwscan.model import Status
-from fwscan.unpack import bootimg, erofs, ext4
+from fwscan.unpack import archive, bootimg, erofs, ext4
 from fwscan.unpack.apex import ApexContainer
 from fwscan.unpack.archive import ArchiveContainer, CompressedContainer
 from fwscan.unpack.base import Child, Container, FileSystem, Filesystem, UnpackContext, Window
@@ -98,7 +98,9 @@ def _stem(source: str) -> str:
     """A partition name from the source chain: the last named element (an expanded sparse
     image is called ``raw``: its parent's name is the useful one)."""
     parts = [p for p in source.split(" > ") if p != "raw"]
-    return Path(parts[-1]).stem if parts else "image"
+    if not parts:
+        return "image"
+    return archive.partition_name(parts[-1]) or Path(parts[-1]).stem
 
 
 def _volume_label(head: bytes) -> str:
