@@ -72,7 +72,12 @@ def classify(path: str, head: bytes) -> str:
 def device_path(partition: str, path: str, system_as_root: bool, fmt: str = "") -> str:
     """Where a file of ``partition`` appears on a running device: under ``/<partition>/``;
     at the root for a system-as-root system image, a ramdisk (cpio) or a host directory
-    (partition ``""``); under ``/apex/<package>/`` for an APEX payload."""
+    (partition ``""``); under ``/apex/<package>/`` for an APEX payload. In a dumped firmware
+    tree (a host directory whose ``system/`` is a system-as-root image, with ``vendor/``,
+    ``product/``... beside it), ``system/system/X`` is ``/system/X`` and ``system/X`` is
+    ``/X``."""
+    if not partition and system_as_root and fmt == "directory" and path.startswith("system/"):
+        return "/" + path[7:]
     if not partition or fmt == "cpio" or (partition == "system" and system_as_root):
         return "/" + path
     if partition.startswith("apex:"):
@@ -135,8 +140,12 @@ def guess_partition(part: OpenedPartition, entries: list[FsEntry]) -> str:
     return name
 
 
-def _is_system_as_root(entries: list[FsEntry]) -> bool:
+def _is_system_as_root(entries: list[FsEntry], fmt: str = "") -> bool:
+    """A system-as-root image: ``system/build.prop`` and no ``build.prop`` at its root. For a
+    host directory: a dumped firmware tree whose ``system/`` is such an image."""
     paths = {e.path for e in entries}
+    if fmt == "directory":
+        return "system/system/build.prop" in paths and "system/build.prop" not in paths
     return "system/build.prop" in paths and "build.prop" not in paths
 
 
@@ -318,7 +327,7 @@ def _list_partition(
     name = guess_partition(part, entries)
     if name != part.name:
         part = dataclasses.replace(part, name=name)
-    sar = _is_system_as_root(entries)
+    sar = _is_system_as_root(entries, part.format)
     for entry in entries:
         if len(records) >= limits.max_files:
             raise LimitError(f"more than {limits.max_files} files in the firmware")

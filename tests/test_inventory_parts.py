@@ -69,6 +69,11 @@ def test_device_paths() -> None:
     assert device_path("vendor", "app/X.apk", False) == "/vendor/app/X.apk"
     assert device_path("system", "system/app/X.apk", True) == "/system/app/X.apk"
     assert device_path("system", "app/X.apk", False) == "/system/app/X.apk"
+    # a dumped firmware tree with a system-as-root system/
+    assert device_path("", "system/system/app/X.apk", True, "directory") == "/system/app/X.apk"
+    assert device_path("", "system/init.rc", True, "directory") == "/init.rc"
+    assert device_path("", "vendor/app/Y.apk", True, "directory") == "/vendor/app/Y.apk"
+    assert device_path("", "system/app/X.apk", False, "directory") == "/system/app/X.apk"
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", "a/../../b", "..", "/", ""])
@@ -161,3 +166,30 @@ def test_volume_label_names_a_bare_image(tmp_path: Path) -> None:
     inv, _ = build_inventory(image, workdir=tmp_path)
     # the label names it; the content guess does not override a known partition name
     assert [r.device_path for r in inv.files] == ["/vendor/build.prop"]
+
+
+def test_dumped_tree_maps_to_device_paths(tmp_path: Path) -> None:
+    """A folder as dump tools write it: the system-as-root system image's tree in system/,
+    vendor/ beside it; an init service of /system is linked to its binary."""
+    from fwscan.inventory import build_inventory
+
+    root = tmp_path / "dump"
+    files = {
+        "system/system/build.prop": b"ro.build.fingerprint=a/b/c:13/X/1:user/release-keys\n",
+        "system/system/etc/init/x.rc": b"service x /system/bin/x\n",
+        "system/system/bin/x": b"\x7fELF",
+        "system/init.environ.rc": b"on early-init\n",
+        "vendor/build.prop": b"ro.vendor.build.fingerprint=v\n",
+    }
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    inv, _ = build_inventory(root, workdir=tmp_path, as_files=True)
+    assert sorted(r.device_path for r in inv.files) == [
+        "/init.environ.rc",
+        "/system/bin/x",
+        "/system/build.prop",
+        "/system/etc/init/x.rc",
+        "/vendor/build.prop",
+    ]
+    assert inv.build.fingerprint == "a/b/c:13/X/1:user/release-keys"
