@@ -18,8 +18,9 @@ from fwscan.errors import FwscanError
 from fwscan.rules import SignatureSet
 from fwscan.signatures import load_signatures
 
-ANALYZER_VERSION = "1"
-"""Bumped whenever an analyzer's output changes, so that cached results are not reused."""
+ANALYZER_VERSION = "2"
+"""Bumped whenever an analyzer's output changes, so that cached results are not reused.
+(2: VDEX files holding CompactDex are read.)"""
 ANALYZED_KINDS = frozenset(
     {"apk", "jar", "dex", "odex", "oat", "vdex", "elf", "init_rc", "permissions_xml"}
 )

@@ -5,7 +5,8 @@ malformed file never prints to the terminal). :func:`analyze_elf` reads what a r
 from an ELF file: machine and type, ``DT_SONAME`` and ``DT_NEEDED``, imported and exported
 functions (with the JNI entry points apart), and the printable strings of its read-only data
 with their file offsets. :func:`find_embedded_dex` finds the DEX files inside an OAT (``.odex``,
-``.oat``) file by their headers; :func:`vdex_dex_files` reads the DEX files of a VDEX file.
+``.oat``) file by their headers; :func:`vdex_dex_files` reads the DEX files of a VDEX file,
+turning CompactDex into standard DEX (:mod:`fwscan.analyze.cdex`).
 
 Everything is bounded: sections or segments that point past the end of the file are skipped,
 strings are cut into runs of at most :data:`MAX_STRING_CHARS` characters and at most
@@ -542,23 +543,64 @@ def _align4(value: int) -> int:
     return (value + 3) & ~3
 
 
-def _take_dex(data: bytes, offset: int, end: int, errors: list[str]) -> bytes | None:
-    """The DEX file at ``offset``, which must end by ``end``; ``None`` (with a note) if the
-    bytes there are not a whole DEX."""
+def _take_dex(
+    data: bytes, offset: int, end: int, errors: list[str], shared: tuple[int, int] | None
+) -> tuple[bytes | None, int | None]:
+    """The DEX file at ``offset``, which must end by ``end``, and the bytes it takes there.
+
+    A CompactDex (``cdex``) is converted to a standard DEX (see :mod:`fwscan.analyze.cdex`);
+    its data section must lie inside ``shared``, the file range of the VDEX's shared data
+    section (``None``: the VDEX version has none). Returns ``(None, size)`` with a note when a
+    CompactDex cannot be read but its size is known (the next DEX can still be found), and
+    ``(None, None)`` with a note when the bytes there are not a whole DEX.
+    """
     if data[offset : offset + 4] == _CDEX_MAGIC:
-        errors.append(
-            f"compact DEX (cdex) at offset {offset}: not supported (its data lives in the "
-            "VDEX's shared section): skipped"
-        )
-        return None
+        return _take_compact_dex(data, offset, end, errors, shared)
     if _DEX_MAGIC_RE.match(data, offset) is None:
         errors.append(f"no DEX header at offset {offset}")
-        return None
+        return None, None
     dex_size = _dex_size_at(data, offset)
     if dex_size is None or offset + dex_size > end:
         errors.append(f"DEX at offset {offset}: bad header or size past the DEX section's end")
-        return None
-    return data[offset : offset + dex_size]
+        return None, None
+    return data[offset : offset + dex_size], dex_size
+
+
+def _take_compact_dex(
+    data: bytes, offset: int, end: int, errors: list[str], shared: tuple[int, int] | None
+) -> tuple[bytes | None, int | None]:
+    from fwscan.analyze.cdex import compact_to_standard, read_compact_header
+
+    where = f"compact DEX (cdex) at offset {offset}"
+    try:
+        header = read_compact_header(memoryview(data)[offset:end])
+    except UnpackError as exc:
+        errors.append(f"{where}: {exc}: skipped")
+        return None, None
+    size = header.file_size
+    if offset + size > end:
+        errors.append(f"{where}: file_size {size} runs past the DEX section's end: skipped")
+        return None, None
+    if shared is None:
+        errors.append(f"{where}: this VDEX version has no shared data section: skipped")
+        return None, size
+    start, stop = offset + header.data_off, offset + header.data_off + header.data_size
+    if header.data_size and not (shared[0] <= start and stop <= shared[1]):
+        errors.append(
+            f"{where}: its data section ({header.data_size} bytes at {start}) lies outside the "
+            f"shared data section ({shared[0]} to {shared[1]}): skipped"
+        )
+        return None, size
+    if start % 4:
+        errors.append(f"{where}: its data section at {start} is not 4-byte aligned: skipped")
+        return None, size
+    view = memoryview(data)
+    try:
+        dex = compact_to_standard(view[offset : offset + size], view[start:stop])
+    except UnpackError as exc:
+        errors.append(f"{where}: {exc}: skipped")
+        return None, size
+    return dex, size
 
 
 def vdex_dex_files(data: bytes, *, errors: list[str] | None = None) -> list[bytes]:
@@ -576,17 +618,24 @@ def vdex_dex_files(data: bytes, *, errors: list[str] | None = None) -> list[byte
       number_of_dex_files, verifier_deps_size (20 bytes), plus bootclasspath_checksums_size and
       class_loader_context_size in 021 (28 bytes); one checksum per DEX; a DexSectionHeader of
       dex_size, dex_shared_data_size, quickening_info_size; then, for each DEX, a 4-byte
-      quickening-table offset followed by the DEX, each aligned to 4 bytes.
+      quickening-table offset followed by the DEX, each aligned to 4 bytes (``dex_size`` bytes
+      in all); then the shared data section of the CompactDex files, dex_shared_data_size bytes
+      (``VdexFile::GetDexSectionSize``, ``OatWriter::WriteDexFiles``).
     * 027 (Android 12 to 14): ``"vdex"``, version[4], number_of_sections; then that many
       section headers (kind, offset, size): 0 checksums (so DEX count = size / 4), 1 the DEX
-      files (back to back from the section's offset, each aligned to 4), 2 verifier deps,
-      3 type lookup tables.
+      files (back to back from the section's offset, each aligned to 4, then the 4-aligned
+      shared data section, all inside the section's size), 2 verifier deps, 3 type lookup
+      tables.
 
     A VDEX without a DEX section (common from Android 10 on, when the APK keeps its DEX
-    uncompressed) gives ``[]``. The DEX files of 006 to 021 may be quickened. Compact DEX
-    (``cdex``, which dex2oat may write from Android 9 on) is skipped with a note. Problems
-    inside the file are noted in ``errors``; a file that is not a VDEX of a known version, or
-    whose header points past its end, raises :class:`~fwscan.errors.UnpackError`.
+    uncompressed) gives ``[]``. The DEX files of 006 to 021 may be quickened. From Android 9 on,
+    dex2oat writes CompactDex (``cdex001``) by default; each one's ``data_off`` (counted from
+    its header) and ``data_size`` must lie inside the shared data section, and it is returned
+    converted to a standard DEX (:func:`fwscan.analyze.cdex.compact_to_standard`, debug info
+    dropped). A CompactDex that cannot be converted is skipped with a note, and the next DEX is
+    still read. Problems inside the file are noted in ``errors``; a file that is not a VDEX of
+    a known version, or whose header points past its end, raises
+    :class:`~fwscan.errors.UnpackError`.
     """
     notes: list[str] = [] if errors is None else errors
     noted = len(notes)
@@ -594,6 +643,22 @@ def vdex_dex_files(data: bytes, *, errors: list[str] | None = None) -> list[byte
         raise UnpackError("not a VDEX file: bad magic or too short")
     version = data[4:8]
     out: list[bytes] = []
+
+    def take_all(cursor: int, end: int, skip: int, shared: tuple[int, int] | None) -> None:
+        """The DEX files from ``cursor`` (each after ``skip`` bytes) until ``end``, at most
+        ``count``; each starts on a 4-byte boundary, except in 006."""
+        seen = 0
+        while seen < min(count, MAX_DEX_FILES) and cursor + skip < end:
+            dex, size = _take_dex(data, cursor + skip, end, notes, shared)
+            if size is None:
+                break
+            seen += 1
+            if dex is not None:
+                out.append(dex)
+            cursor += skip + size
+            if version != b"006\x00":
+                cursor = _align4(cursor)
+
     if version in (b"006\x00", b"010\x00"):
         count, dex_size = _u32(data, 8), _u32(data, 12)
         start = 24 + 4 * count
@@ -603,15 +668,7 @@ def vdex_dex_files(data: bytes, *, errors: list[str] | None = None) -> list[byte
         if end > len(data):
             notes.append(f"VDEX DEX section ({dex_size} bytes at {start}) runs past the end")
             end = len(data)
-        cursor = start
-        while cursor < end and len(out) < min(count, MAX_DEX_FILES):
-            dex = _take_dex(data, cursor, end, notes)
-            if dex is None:
-                break
-            out.append(dex)
-            cursor += len(dex)
-            if version == b"010\x00":
-                cursor = _align4(cursor)
+        take_all(start, end, 0, None)
     elif version in (b"019\x00", b"021\x00"):
         dex_section_version = data[8:12]
         count = _u32(data, 12)
@@ -621,19 +678,14 @@ def vdex_dex_files(data: bytes, *, errors: list[str] | None = None) -> list[byte
             raise UnpackError(f"VDEX: unknown DEX section version {dex_section_version!r}")
         header_size = 20 if version == b"019\x00" else 28
         section = header_size + 4 * count
-        dex_size = _u32(data, section)
+        dex_size, shared_size = _u32(data, section), _u32(data, section + 4)
         start = section + 12
         end = start + dex_size
         if end > len(data):
             notes.append(f"VDEX DEX section ({dex_size} bytes at {start}) runs past the end")
             end = len(data)
-        cursor = start
-        while cursor + 4 <= end and len(out) < min(count, MAX_DEX_FILES):
-            dex = _take_dex(data, cursor + 4, end, notes)  # skip the quickening-table offset
-            if dex is None:
-                break
-            out.append(dex)
-            cursor = _align4(cursor + 4 + len(dex))
+        shared = (end, min(end + shared_size, len(data)))
+        take_all(start, end, 4, shared)  # skip each DEX's quickening-table offset
     elif version == b"027\x00":
         sections = _u32(data, 8)
         if sections < 2:
@@ -647,13 +699,7 @@ def vdex_dex_files(data: bytes, *, errors: list[str] | None = None) -> list[byte
         if end > len(data):
             notes.append(f"VDEX DEX section ({dex_size} bytes at {dex_offset}) runs past the end")
             end = len(data)
-        cursor = dex_offset
-        while len(out) < min(count, MAX_DEX_FILES) and cursor < end:
-            dex = _take_dex(data, cursor, end, notes)
-            if dex is None:
-                break
-            out.append(dex)
-            cursor = _align4(cursor + len(dex))
+        take_all(dex_offset, end, 0, (dex_offset, end))  # the shared data ends the section
     else:
         raise UnpackError(f"VDEX version {version!r} is not supported (006, 010, 019, 021, 027)")
     if len(out) < count and len(notes) == noted:
