@@ -223,8 +223,8 @@ def apply_incremental(payload: Payload, name: str, source_image: Path, out_path:
             os.ftruncate(fd, part.new_size)
             for index, op in enumerate(part.operations):
                 where = f"partition {name!r}, operation {index} ({op.type.name})"
-                if op.type in payload_mod._DECODERS:
-                    payload._apply_op(name, index, op, fd)
+                if op.type in payload_mod.DATA_OP_TYPES:
+                    payload.apply_data_op(name, index, op, fd)
                 elif op.type == OpType.SOURCE_COPY:
                     _source_copy(op, src_fd, src_size, fd, block, src_hashes[index], where)
                 elif op.type in _DIFF_TYPES:

@@ -279,7 +279,7 @@ class Payload:
                 for index, op in enumerate(part.operations):
                     future = None
                     if op.type not in _NO_DATA_TYPES:
-                        future = pool.submit(self._apply_op, part.name, index, op, fd)
+                        future = pool.submit(self.apply_data_op, part.name, index, op, fd)
                     pending.append((op, future))
                     while len(pending) > workers * _INFLIGHT_PER_WORKER:
                         _finish(pending.popleft(), hasher, block)
@@ -290,8 +290,9 @@ class Payload:
                 raise
         return hasher.digest()
 
-    def _apply_op(self, part_name: str, index: int, op: Operation, fd: int) -> None:
-        """Decode one data-carrying operation into its destination extents (worker thread)."""
+    def apply_data_op(self, part_name: str, index: int, op: Operation, fd: int) -> None:
+        """Decode one operation that carries its own data (a type in :data:`DATA_OP_TYPES`)
+        into its destination extents of the image open as ``fd`` (thread-safe)."""
         sink = _ExtentSink(fd, op.dst_extents, self.info.block_size)
         failure: _BadDataError | None = None
         with self.window.open() as f:
@@ -729,3 +730,5 @@ _DECODERS: dict[OpType, Callable[[_BlobReader, _ExtentSink], None]] = {
     OpType.REPLACE_XZ: _unxz,
     OpType.REPLACE_ZSTD: _unzstd,
 }
+DATA_OP_TYPES = frozenset(_DECODERS)
+"""The operation types :meth:`Payload.apply_data_op` decodes (their data is the new bytes)."""
