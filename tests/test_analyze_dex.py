@@ -571,6 +571,10 @@ def test_chains_are_bounded_by_max_chain() -> None:
     assert flow.chain[-1] == flow.sink.location
     (flow,) = analyze([("classes.dex", _relay_app(3))]).flows
     assert len(flow.chain) == 3
+    # the default bound: a chain of 5 methods is followed, one of 6 is not
+    (flow,) = analyze([("classes.dex", _relay_app(5))]).flows
+    assert len(flow.chain) == 5
+    assert analyze([("classes.dex", _relay_app(6))]).flows == ()
 
 
 def test_files_without_sources_sinks_or_urls_are_triaged_out() -> None:

@@ -18,9 +18,9 @@ from fwscan.errors import FwscanError
 from fwscan.rules import SignatureSet
 from fwscan.signatures import load_signatures
 
-ANALYZER_VERSION = "2"
+ANALYZER_VERSION = "3"
 """Bumped whenever an analyzer's output changes, so that cached results are not reused.
-(2: VDEX files holding CompactDex are read.)"""
+(2: VDEX files holding CompactDex are read; 3: flow chains of up to 5 methods.)"""
 ANALYZED_KINDS = frozenset(
     {"apk", "jar", "dex", "odex", "oat", "vdex", "elf", "init_rc", "permissions_xml"}
 )
