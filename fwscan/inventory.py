@@ -13,6 +13,7 @@ from pathlib import Path
 from fwscan import __version__, buildprop
 from fwscan.blobstore import BlobStore, sha256_file
 from fwscan.errors import LimitError
+from fwscan.hashing import ReadAhead
 from fwscan.limits import DEFAULT_LIMITS, Limits
 from fwscan.model import FileRecord, InputInfo, Inventory, Status
 from fwscan.unpack.base import EntryType, FileSystem, FsEntry, UnpackContext, Window
@@ -149,35 +150,33 @@ def _is_system_as_root(entries: list[FsEntry], fmt: str = "") -> bool:
     return "system/build.prop" in paths and "build.prop" not in paths
 
 
-def _hash_entry(
-    fs: FileSystem, entry: FsEntry, keep_content: bool, store: BlobStore | None
-) -> tuple[str, bytes, bytes]:
-    """SHA-256, the first bytes, and (when asked, up to the build.prop bound) the content.
-
-    A file the analyzers need and whose analysis is not cached already is then copied into
-    ``store`` (a second read, from the page cache; a re-scan reads each file once).
-    """
+def _digest(blocks: Iterator[bytes], keep_content: bool) -> tuple[str, bytes, bytes]:
+    """SHA-256, the first bytes, and (when asked, up to the build.prop bound) the content of a
+    file given as a stream of blocks."""
     digest = hashlib.sha256()
     head = b""
     keep: bytearray | None = bytearray() if keep_content else None
-    for chunk in fs.iter_content(entry):
+    for block in blocks:
         if len(head) < 64:
-            head += chunk[: 64 - len(head)]
-        digest.update(chunk)
+            head += block[: 64 - len(head)]
+        digest.update(block)
         if keep is not None and len(keep) < buildprop.MAX_PROP_FILE:
-            keep += chunk
-    sha = digest.hexdigest()
-    if store is not None and store.needs(sha, classify(entry.path, head)):
-        out, tmp = store.new_file()
-        try:
-            with out:
-                for chunk in fs.iter_content(entry):
-                    out.write(chunk)
-        except BaseException:
-            BlobStore.discard(tmp)
-            raise
-        store.commit(tmp, sha)
-    return sha, head, bytes(keep or b"")
+            keep += block
+    return digest.hexdigest(), head, bytes(keep or b"")
+
+
+def _store_copy(fs: FileSystem, entry: FsEntry, sha: str, store: BlobStore) -> None:
+    """Copy a file the analyzers need, and whose analysis is not cached, into ``store`` (a
+    second read, from the page cache; a re-scan reads each file once)."""
+    out, tmp = store.new_file()
+    try:
+        with out:
+            for chunk in fs.iter_content(entry):
+                out.write(chunk)
+    except BaseException:
+        BlobStore.discard(tmp)
+        raise
+    store.commit(tmp, sha)
 
 
 def _sources(spec: str, out: Path, limits: Limits) -> dict[str, Path]:
@@ -328,55 +327,68 @@ def _list_partition(
     if name != part.name:
         part = dataclasses.replace(part, name=name)
     sar = _is_system_as_root(entries, part.format)
-    for entry in entries:
-        if len(records) >= limits.max_files:
-            raise LimitError(f"more than {limits.max_files} files in the firmware")
-        dpath = device_path(part.name, entry.path, sar, part.format)
-        if entry.type is not EntryType.FILE:
-            records.append(
-                FileRecord(
-                    part.name,
-                    entry.path,
-                    dpath,
-                    entry.type.value,
-                    entry.mode,
-                    entry.size,
-                    "",
-                    "other",
-                    link_target=entry.link_target,
+    # Pass 1: every file is hashed here while a second thread reads ahead (fwscan.hashing);
+    # pass 2, with the file system ours again: copies for the analyzers, APEX payloads and
+    # the caller's ``on_file``.
+    later: list[tuple[FsEntry, FileRecord]] = []
+    with ReadAhead(part.fs, [e for e in entries if e.type is EntryType.FILE]) as ahead:
+        for entry in entries:
+            if len(records) >= limits.max_files:
+                raise LimitError(f"more than {limits.max_files} files in the firmware")
+            dpath = device_path(part.name, entry.path, sar, part.format)
+            if entry.type is not EntryType.FILE:
+                records.append(
+                    FileRecord(
+                        part.name,
+                        entry.path,
+                        dpath,
+                        entry.type.value,
+                        entry.mode,
+                        entry.size,
+                        "",
+                        "other",
+                        link_target=entry.link_target,
+                    )
                 )
-            )
-            continue
-        by_name = classify(entry.path, b"")
-        try:
-            digest, head, content = _hash_entry(part.fs, entry, by_name == "build_prop", store)
-        except Exception as exc:  # noqa: BLE001 - a broken file is recorded, not fatal
-            records.append(
-                FileRecord(
-                    part.name,
-                    entry.path,
-                    dpath,
-                    "file",
-                    entry.mode,
-                    entry.size,
-                    "",
-                    by_name,
-                    error=str(as_unpack_error(exc)),
+                continue
+            by_name = classify(entry.path, b"")
+            try:
+                digest, head, content = _digest(ahead.next_file(), by_name == "build_prop")
+            except Exception as exc:  # noqa: BLE001 - a broken file is recorded, not fatal
+                records.append(
+                    FileRecord(
+                        part.name,
+                        entry.path,
+                        dpath,
+                        "file",
+                        entry.mode,
+                        entry.size,
+                        "",
+                        by_name,
+                        error=str(as_unpack_error(exc)),
+                    )
                 )
+                continue
+            kind = classify(entry.path, head)
+            record = FileRecord(
+                part.name, entry.path, dpath, "file", entry.mode, entry.size, digest, kind
             )
-            continue
-        kind = classify(entry.path, head)
-        record = FileRecord(
-            part.name, entry.path, dpath, "file", entry.mode, entry.size, digest, kind
-        )
-        records.append(record)
-        if kind == "build_prop":
-            props.append((dpath, buildprop.parse(content)))
+            records.append(record)
+            if kind == "build_prop":
+                props.append((dpath, buildprop.parse(content)))
+            later.append((entry, record))
+    for entry, record in later:
+        kind = record.kind
+        where = f"{part.source} > {entry.path}"
+        if store is not None and store.needs(record.sha256, kind):
+            try:
+                _store_copy(part.fs, entry, record.sha256, store)
+            except Exception as exc:  # noqa: BLE001 - one file's failure is recorded, not fatal
+                ctx.record(where, "file", kind, Status.FAILED, error=as_unpack_error(exc))
         if kind == "apex" and not part.name.startswith("apex:"):
             _list_apex(part, entry, ctx, limits, records, props, on_file, store)
         if on_file is not None:
             try:
                 on_file(part, entry, record)
             except Exception as exc:  # noqa: BLE001 - one file's failure is recorded, not fatal
-                where = f"{part.source} > {entry.path}"
                 ctx.record(where, "file", kind, Status.FAILED, error=as_unpack_error(exc))
