@@ -10,39 +10,31 @@ MAX_PROP_FILE = 1 << 20
 """build.prop files larger than this are read only up to this size."""
 
 # For each identity field, the properties that carry it, best first. Android 10+ splits
-# product properties per partition (ro.product.system.model, ro.product.vendor.model, ...).
+# product properties per partition (ro.product.system.model, ro.product.vendor.model, ...) and
+# build properties too (ro.system.build.fingerprint, ro.odm.build.fingerprint, ...): after the
+# generic key come the per-partition keys, system first, so that a firmware whose system
+# partition could not be read (or an OTA that updates only some partitions) still names itself.
+_PARTITIONS = ("system", "vendor", "product", "system_ext", "odm")
+
+
+def _build(suffix: str) -> tuple[str, ...]:
+    return (f"ro.build.{suffix}", *(f"ro.{p}.build.{suffix}" for p in _PARTITIONS))
+
+
+def _product(name: str) -> tuple[str, ...]:
+    return (f"ro.product.{name}", *(f"ro.product.{p}.{name}" for p in _PARTITIONS))
+
+
 _FIELDS: dict[str, tuple[str, ...]] = {
-    "fingerprint": (
-        "ro.build.fingerprint",
-        "ro.system.build.fingerprint",
-        "ro.vendor.build.fingerprint",
-        "ro.product.build.fingerprint",
-    ),
-    "model": (
-        "ro.product.model",
-        "ro.product.system.model",
-        "ro.product.vendor.model",
-        "ro.product.product.model",
-    ),
-    "brand": ("ro.product.brand", "ro.product.system.brand", "ro.product.vendor.brand"),
-    "manufacturer": (
-        "ro.product.manufacturer",
-        "ro.product.system.manufacturer",
-        "ro.product.vendor.manufacturer",
-    ),
-    "device": ("ro.product.device", "ro.product.system.device", "ro.product.vendor.device"),
+    "fingerprint": _build("fingerprint"),
+    "model": _product("model"),
+    "brand": _product("brand"),
+    "manufacturer": _product("manufacturer"),
+    "device": _product("device"),
     "display_id": ("ro.build.display.id", "ro.system.build.display.id"),
-    "incremental": (
-        "ro.build.version.incremental",
-        "ro.system.build.version.incremental",
-        "ro.vendor.build.version.incremental",
-    ),
-    "release": (
-        "ro.build.version.release",
-        "ro.system.build.version.release",
-        "ro.vendor.build.version.release",
-    ),
-    "sdk": ("ro.build.version.sdk", "ro.system.build.version.sdk", "ro.vendor.build.version.sdk"),
+    "incremental": _build("version.incremental"),
+    "release": _build("version.release"),
+    "sdk": _build("version.sdk"),
     "security_patch": ("ro.build.version.security_patch",),
     "vendor_security_patch": ("ro.vendor.build.security_patch",),
 }

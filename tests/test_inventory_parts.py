@@ -193,3 +193,23 @@ def test_dumped_tree_maps_to_device_paths(tmp_path: Path) -> None:
         "/vendor/build.prop",
     ]
     assert inv.build.fingerprint == "a/b/c:13/X/1:user/release-keys"
+
+
+def test_identity_from_an_odm_only_update() -> None:
+    """A block OTA that updates only odm (real custom ROMs do) still names its build."""
+    ident = buildprop.identity(
+        [
+            (
+                "/odm/etc/build.prop",
+                {
+                    "ro.product.odm.model": "Redmi Note 10 Pro",
+                    "ro.product.odm.brand": "Redmi",
+                    "ro.odm.build.fingerprint": "google/raven/raven:12/SQ1D/1:user/release-keys",
+                    "ro.odm.build.version.sdk": "31",
+                },
+            )
+        ]
+    )
+    assert ident.fingerprint == "google/raven/raven:12/SQ1D/1:user/release-keys"
+    assert (ident.model, ident.brand, ident.sdk) == ("Redmi Note 10 Pro", "Redmi", "31")
+    assert ident.sources == ("/odm/etc/build.prop",)
