@@ -56,13 +56,41 @@ def parse(data: bytes) -> dict[str, str]:
     return props
 
 
+OTA_METADATA = "META-INF/com/android/metadata"
+"""The OTA package's own description of the build it installs (``ota_from_target_files``)."""
+MAX_OTA_METADATA = 64 * 1024
+_OTA_KEYS = {
+    "post-build": "ro.build.fingerprint",
+    "post-build-incremental": "ro.build.version.incremental",
+    "post-sdk-level": "ro.build.version.sdk",
+    "post-security-patch-level": "ro.build.version.security_patch",
+    "pre-device": "ro.product.device",
+}
+
+
+def ota_metadata(data: bytes) -> dict[str, str]:
+    """The properties an OTA package's ``META-INF/com/android/metadata`` gives (``key=value``
+    lines: ``post-build`` is the fingerprint of the build it installs, ``pre-device`` the
+    devices it applies to, the first of a comma-separated list), named as in ``build.prop``."""
+    raw = parse(data[:MAX_OTA_METADATA])
+    props = {prop: raw[key] for key, prop in _OTA_KEYS.items() if raw.get(key)}
+    if "ro.product.device" in props:
+        props["ro.product.device"] = props["ro.product.device"].split(",")[0]
+    return props
+
+
 def identity(files: Sequence[tuple[str, Mapping[str, str]]]) -> BuildIdentity:
     """The build identity from ``(device_path, properties)`` pairs.
 
-    ``/system`` files come first, then the others in the given order; for each field the first
-    file that defines one of its properties wins.
+    ``/system`` files come first, then the other device paths, then anything else (an OTA
+    package's metadata, named by its place in the package, is the last resort); for each
+    field the first file that defines one of its properties wins.
     """
-    ordered = sorted(files, key=lambda f: (not f[0].startswith("/system/"), f[0]))
+
+    def rank(path: str) -> tuple[int, str]:
+        return (0 if path.startswith("/system/") else 1 if path.startswith("/") else 2, path)
+
+    ordered = sorted(files, key=lambda f: rank(f[0]))
     values: dict[str, str] = {}
     used: list[str] = []
     for name, props_ in _FIELDS.items():

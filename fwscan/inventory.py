@@ -165,6 +165,21 @@ def _digest(blocks: Iterator[bytes], keep_content: bool) -> tuple[str, bytes, by
     return digest.hexdigest(), head, bytes(keep or b"")
 
 
+def _ota_metadata(path: Path) -> dict[str, str]:
+    """The build properties an OTA zip's own metadata gives ({} for anything else)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(buildprop.OTA_METADATA)
+            if info.file_size > buildprop.MAX_OTA_METADATA:
+                return {}
+            with zf.open(info) as f:
+                return buildprop.ota_metadata(f.read(buildprop.MAX_OTA_METADATA))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError):
+        return {}
+
+
 def _store_copy(fs: FileSystem, entry: FsEntry, sha: str, store: BlobStore) -> None:
     """Copy a file the analyzers need, and whose analysis is not cached, into ``store`` (a
     second read, from the page cache; a re-scan reads each file once)."""
@@ -289,6 +304,10 @@ def build_inventory(
                 _list_partition(part, ctx, limits, records, props, on_file, store)
             finally:
                 part.fs.close()
+        if not as_files:
+            meta = _ota_metadata(path)
+            if meta:
+                props.append((f"{path.name}:{buildprop.OTA_METADATA}", meta))
         if path.is_dir():
             info = InputInfo(path.name, 0, "", fmt)
         else:

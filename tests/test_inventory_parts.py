@@ -213,3 +213,34 @@ def test_identity_from_an_odm_only_update() -> None:
     assert ident.fingerprint == "google/raven/raven:12/SQ1D/1:user/release-keys"
     assert (ident.model, ident.brand, ident.sdk) == ("Redmi Note 10 Pro", "Redmi", "31")
     assert ident.sources == ("/odm/etc/build.prop",)
+
+
+def test_ota_metadata_is_the_last_resort(tmp_path: Path) -> None:
+    """An OTA package's own metadata names the build where no build.prop does."""
+    import zipfile
+
+    from fwscan.inventory import build_inventory
+
+    meta = buildprop.ota_metadata(
+        b"ota-type=BLOCK\npost-build=g/raven/raven:12/SQ1D/7957957:user/release-keys\n"
+        b"post-sdk-level=31\npost-security-patch-level=2021-12-05\npre-device=sweet,sweetin\n"
+    )
+    assert meta == {
+        "ro.build.fingerprint": "g/raven/raven:12/SQ1D/7957957:user/release-keys",
+        "ro.build.version.sdk": "31",
+        "ro.build.version.security_patch": "2021-12-05",
+        "ro.product.device": "sweet",
+    }
+    image = _image(tmp_path, "vendor.img", {"build.prop": b"ro.vendor.build.fingerprint=V\n"})
+    ota = tmp_path / "ota.zip"
+    with zipfile.ZipFile(ota, "w") as zf:
+        zf.write(image, "vendor.img")
+        zf.writestr(
+            buildprop.OTA_METADATA,
+            "post-build=P\npost-security-patch-level=2021-12-05\npre-device=sweet\n",
+        )
+    inv, _ = build_inventory(ota, workdir=tmp_path)
+    assert inv.build.fingerprint == "V"  # a build.prop of the firmware wins
+    assert inv.build.security_patch == "2021-12-05"  # the metadata fills what none gives
+    assert inv.build.device == "sweet"
+    assert inv.build.sources == ("/vendor/build.prop", f"ota.zip:{buildprop.OTA_METADATA}")
