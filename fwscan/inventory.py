@@ -112,9 +112,10 @@ def guess_partition(part: OpenedPartition, entries: list[FsEntry]) -> str:
     name its own name holds once a slot suffix is dropped, else the one its content shows (a
     system-as-root ``system/build.prop``; the ``ro.<partition>.build.*`` keys of its root or
     ``etc/build.prop``), else a known name among the ``-``/``.``-separated words of its name,
-    else its name as it is. Named partitions (payload, super, archive members) keep theirs."""
+    else its name as it is. Partitions that something named (a payload, super.img, an archive
+    member such as ``vendor.img``, a volume label) keep their names."""
     name = part.name
-    if not name or name in PARTITION_NAMES or name.startswith("apex:") or part.format == "cpio":
+    if not part.named_by_file or not name or name in PARTITION_NAMES or part.format == "cpio":
         return name
     plain = _SLOT_SUFFIX.sub("", name.lower())
     if plain in PARTITION_NAMES:

@@ -244,3 +244,20 @@ def test_ota_metadata_is_the_last_resort(tmp_path: Path) -> None:
     assert inv.build.security_patch == "2021-12-05"  # the metadata fills what none gives
     assert inv.build.device == "sweet"
     assert inv.build.sources == ("/vendor/build.prop", f"ota.zip:{buildprop.OTA_METADATA}")
+
+
+def test_a_named_partition_keeps_its_name(tmp_path: Path) -> None:
+    """Only a name taken from a bare file's name is guessed: an archive member's is kept,
+    whatever its build.prop says (OPPO's my_product holds ro.product.build.* keys)."""
+    import tarfile
+
+    from fwscan.inventory import build_inventory
+
+    image = _image(
+        tmp_path, "my_product.img", {"etc/build.prop": b"ro.product.build.fingerprint=f\n"}
+    )
+    archive = tmp_path / "factory.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(image, "my_product.img")
+    inv, _ = build_inventory(archive, workdir=tmp_path)
+    assert [r.device_path for r in inv.files] == ["/my_product/etc/build.prop"]

@@ -38,6 +38,9 @@ class OpenedPartition:
     fs: FileSystem
     window: Window | None = None
     """The image's bytes (valid until the walk moves on); ``None`` for a host directory."""
+    named_by_file: bool = False
+    """The name was taken from a file name (nothing named the partition): it may be guessed
+    better from the content (:func:`fwscan.inventory.guess_partition`)."""
 
 
 # The registrations: a new format is one module and one line here. Order matters where
@@ -129,7 +132,8 @@ def _visit(
                 ctx.record(source, "partition", fs.name, Status.FAILED, error=err)
                 return
             ctx.record(source, "partition", fs.name, Status.READ)
-            yield OpenedPartition(name, source, fs.name, opened, window)
+            by_file = not partition and not label
+            yield OpenedPartition(name, source, fs.name, opened, window, by_file)
             return
     for container in ctx.containers or CONTAINERS:
         if not container.probe(window, head):
