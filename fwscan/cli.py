@@ -167,9 +167,15 @@ def synth(manifest: Path, output: Path, fmt: str, erofs: tuple[str, ...]) -> Non
 @_workdir_option
 @handle_errors
 def inventory(firmware: Path, as_json: bool, source: str | None, workdir: Path | None) -> None:
-    """List every file of every partition of FIRMWARE, with the build identity."""
-    _check_input(firmware)
-    inv, ctx = build_inventory(firmware, workdir=workdir, source=source)
+    """List every file of every partition of FIRMWARE, with the build identity.
+
+    FIRMWARE may also be a directory (a dumped firmware tree), listed as it is.
+    """
+    if firmware.is_dir():
+        inv, ctx = build_inventory(firmware, workdir=workdir, as_files=True)
+    else:
+        _check_input(firmware)
+        inv, ctx = build_inventory(firmware, workdir=workdir, source=source)
     if as_json:
         click.echo(inventory_json(inv))
     else:

@@ -108,8 +108,22 @@ def test_every_command_and_option_is_in_the_readme() -> None:
                 assert longest in readme, f"option {longest} of fwscan {name} is not in the README"
 
 
-def test_directory_is_not_firmware(tmp_path: Path) -> None:
-    assert_one_line_error(run("inventory", str(tmp_path)), 2, "not a regular file")
+def test_directory_is_listed_as_it_is_but_not_unpacked(tmp_path: Path) -> None:
+    tree = tmp_path / "dump"
+    (tree / "system" / "system").mkdir(parents=True)
+    (tree / "system" / "system" / "build.prop").write_bytes(b"ro.build.fingerprint=F\n")
+    (tree / "vendor").mkdir()
+    (tree / "vendor" / "build.prop").write_bytes(b"ro.vendor.build.fingerprint=V\n")
+    result = run("inventory", "--json", str(tree))
+    assert result.exit_code == 0, result.output
+    inv = json.loads(result.stdout)
+    assert sorted(f["device_path"] for f in inv["files"]) == [
+        "/system/build.prop",
+        "/vendor/build.prop",
+    ]
+    assert inv["build"]["fingerprint"] == "F"
+    out = tmp_path / "out"
+    assert_one_line_error(run("unpack", str(tree), "-o", str(out)), 2, "not a regular file")
 
 
 def test_random_bytes(corpus: Path) -> None:
