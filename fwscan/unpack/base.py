@@ -13,7 +13,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 from fwscan.errors import FwscanError, LimitError, UnpackError
 from fwscan.limits import DEFAULT_LIMITS, Limits
@@ -142,6 +142,93 @@ def inode_entry(
     else:
         etype = EntryType.OTHER
     return FsEntry(path, etype, mode, size, uid, gid, inode, target)
+
+
+DIRENT_MODES = {
+    1: stat.S_IFREG,
+    2: stat.S_IFDIR,
+    3: stat.S_IFCHR,
+    4: stat.S_IFBLK,
+    5: stat.S_IFIFO,
+    6: stat.S_IFSOCK,
+    7: stat.S_IFLNK,
+}
+"""The file type a directory entry states (ext4's and EROFS's ``file_type``) as ``st_mode``."""
+
+Listing = list[tuple[bytes, int, int]]
+"""A directory's entries: ``(name, inode id, directory-entry file type)``, sorted by name."""
+_Inode = TypeVar("_Inode")
+
+
+def join_name(directory: str, name: bytes) -> str:
+    """The path of ``name`` (raw bytes, kept losslessly) inside ``directory``."""
+    text = name.decode("utf-8", "surrogateescape")
+    return f"{directory}/{text}" if directory else text
+
+
+def walk_inodes(
+    root: _Inode,
+    root_id: int,
+    *,
+    load: Callable[[int], _Inode],
+    entry: Callable[[str, _Inode], FsEntry],
+    list_dir: Callable[[_Inode, str], Listing],
+    record: Callable[[str, UnpackError], None],
+    max_depth: int,
+    id_name: str,
+) -> Iterator[FsEntry]:
+    """The walk of an inode-based filesystem (ext4, EROFS): every entry but the root, parents
+    before children, siblings in ``list_dir`` order; hard links at each of their paths.
+
+    An entry or directory that cannot be read is passed to ``record`` and skipped; so are a
+    directory listed a second time (a cycle, named by its ``id_name`` and id) and directories
+    nested ``max_depth`` deep. A directory entry whose stated type disagrees with its inode is
+    recorded and the inode believed."""
+    seen: dict[int, str] = {root_id: "/"}
+    stack: list[tuple[str, int, Iterator[tuple[bytes, int, int]]]] = [
+        ("", 0, iter(list_dir(root, "")))
+    ]
+    while stack:
+        prefix, depth, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
+        name, ino, ftype = child
+        path = join_name(prefix, name)
+        try:
+            inode = load(ino)
+            found = entry(path, inode)
+        except UnpackError as exc:
+            record(path, exc)
+            continue
+        if ftype in DIRENT_MODES and DIRENT_MODES[ftype] != stat.S_IFMT(found.mode):
+            record(
+                path,
+                UnpackError(
+                    f"directory entry type {ftype} disagrees with inode mode {found.mode:o}"
+                    " (the inode is believed)"
+                ),
+            )
+        yield found
+        if found.type is not EntryType.DIR:
+            continue
+        if ino in seen:
+            record(
+                path,
+                UnpackError(f"directory cycle: {id_name} {ino} is already listed at {seen[ino]}"),
+            )
+            continue
+        seen[ino] = path
+        if depth + 1 >= max_depth:
+            record(path, LimitError(f"nesting deeper than {max_depth} directories"))
+            continue
+        try:
+            kids = list_dir(inode, path)
+        except UnpackError as exc:
+            record(path, exc)
+            continue
+        stack.append((path, depth + 1, iter(kids)))
 
 
 class FileSystem(Protocol):

@@ -92,7 +92,7 @@ from typing import Any
 
 from fwscan.errors import LimitError, UnpackError
 from fwscan.limits import DEFAULT_LIMITS, Limits
-from fwscan.unpack.base import EntryType, FsEntry, Window, inode_entry
+from fwscan.unpack.base import FsEntry, Window, inode_entry, join_name, walk_inodes
 
 _SB_OFFSET = 1024
 _SB_SIZE = 128
@@ -143,7 +143,6 @@ _S_IFDIR = 0x4000
 _S_IFLNK = 0xA000
 _S_OTHER = (0x1000, 0x2000, 0x6000, 0xC000)  # fifo, char, block, socket
 # Directory entry file types and the inode types they name.
-_FT_MODES = {1: _S_IFREG, 2: _S_IFDIR, 3: 0x2000, 4: 0x6000, 5: 0x1000, 6: 0xC000, 7: _S_IFLNK}
 
 _INODE_COMPACT = struct.Struct("<HHHHIIIIHHI")
 _INODE_EXTENDED = struct.Struct("<HHHHQIIIIQII16x")
@@ -198,11 +197,6 @@ _NONZERO = re.compile(rb"[^\x00]")
 def probe(head: bytes) -> bool:
     """Whether ``head`` (the first bytes of an image) holds an EROFS superblock magic."""
     return len(head) >= _SB_OFFSET + 4 and head[_SB_OFFSET : _SB_OFFSET + 4] == b"\xe2\xe1\xf5\xe0"
-
-
-def _join(directory: str, name: bytes) -> str:
-    text = name.decode("utf-8", "surrogateescape")
-    return f"{directory}/{text}" if directory else text
 
 
 def _feature_names(bits: int) -> str:
@@ -367,53 +361,16 @@ class ErofsFileSystem:
         """
         self.errors = []
         root = self._root()
-        seen: dict[int, str] = {root.nid: "/"}
-        stack: list[tuple[str, int, Iterator[tuple[bytes, int, int]]]] = [
-            ("", 0, iter(self._list_dir(root, "")))
-        ]
-        while stack:
-            prefix, depth, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                continue
-            name, nid, ftype = child
-            path = _join(prefix, name)
-            try:
-                inode = self._inode(nid)
-                entry = self._entry(path, inode)
-            except UnpackError as exc:
-                self._record(path, exc)
-                continue
-            if ftype in _FT_MODES and _FT_MODES[ftype] != inode.kind:
-                self._record(
-                    path,
-                    UnpackError(
-                        f"directory entry type {ftype} disagrees with inode mode {inode.mode:o}"
-                        " (the inode is believed)"
-                    ),
-                )
-            yield entry
-            if entry.type is not EntryType.DIR:
-                continue
-            if nid in seen:
-                self._record(
-                    path,
-                    UnpackError(f"directory cycle: nid {nid} is already listed at {seen[nid]}"),
-                )
-                continue
-            seen[nid] = path
-            if depth + 1 >= self._limits.max_depth:
-                self._record(
-                    path, LimitError(f"nesting deeper than {self._limits.max_depth} directories")
-                )
-                continue
-            try:
-                kids = self._list_dir(inode, path)
-            except UnpackError as exc:
-                self._record(path, exc)
-                continue
-            stack.append((path, depth + 1, iter(kids)))
+        yield from walk_inodes(
+            root,
+            root.nid,
+            load=self._inode,
+            entry=self._entry,
+            list_dir=self._list_dir,
+            record=self._record,
+            max_depth=self._limits.max_depth,
+            id_name="nid",
+        )
 
     def iter_content(self, entry: FsEntry, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The bytes of a regular file, in chunks of at most ``chunk_size``.
@@ -1290,7 +1247,9 @@ class ErofsFileSystem:
         unique: list[tuple[bytes, int, int]] = []
         for name, nid, ftype in entries:
             if unique and unique[-1][0] == name:
-                self._record(_join(path, name), UnpackError("duplicate name, second entry skipped"))
+                self._record(
+                    join_name(path, name), UnpackError("duplicate name, second entry skipped")
+                )
                 continue
             unique.append((name, nid, ftype))
         return unique
@@ -1318,7 +1277,7 @@ class ErofsFileSystem:
             if name in (b".", b".."):
                 continue
             if b"/" in name or b"\0" in name:
-                self._record(_join(path, name), UnpackError("invalid file name, skipped"))
+                self._record(join_name(path, name), UnpackError("invalid file name, skipped"))
                 continue
             out.append((name, nid, ftype))
             if len(out) > self._limits.max_dir_entries:

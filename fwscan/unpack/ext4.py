@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from fwscan.errors import LimitError, UnpackError
 from fwscan.limits import DEFAULT_LIMITS, Limits
-from fwscan.unpack.base import EntryType, FsEntry, Window, inode_entry
+from fwscan.unpack.base import FsEntry, Window, inode_entry, join_name, walk_inodes
 
 _SB_OFFSET = 1024
 _MAGIC = 0xEF53
@@ -90,7 +90,6 @@ _S_IFDIR = 0x4000
 _S_IFLNK = 0xA000
 
 # Directory entry file types (with the ``filetype`` feature) and the inode types they name.
-_FT_MODES = {1: _S_IFREG, 2: _S_IFDIR, 3: 0x2000, 4: 0x6000, 5: 0x1000, 6: 0xC000, 7: _S_IFLNK}
 
 _EXT_MAGIC = 0xF30A
 _EXT_MAX_DEPTH = 5
@@ -110,11 +109,6 @@ _XATTR_ENTRY = struct.Struct("<BBHII")
 _ITABLE_SLICE = 256 * 1024
 _ITABLE_CACHE_SLICES = 64
 _DIR_READ = 256 * 1024
-
-
-def _join(directory: str, name: bytes) -> str:
-    text = name.decode("utf-8", "surrogateescape")
-    return f"{directory}/{text}" if directory else text
 
 
 def probe(head: bytes) -> bool:
@@ -202,52 +196,16 @@ class Ext4FileSystem:
         """
         self.errors = []
         root = self._root()
-        seen: dict[int, str] = {_ROOT_INO: "/"}
-        stack: list[tuple[str, int, Iterator[tuple[bytes, int, int]]]] = [
-            ("", 0, iter(self._list_dir(root, "")))
-        ]
-        while stack:
-            prefix, depth, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                continue
-            name, ino, ftype = child
-            path = _join(prefix, name)
-            try:
-                entry = self._entry(path, self._inode(ino))
-            except UnpackError as exc:
-                self._record(path, exc)
-                continue
-            if ftype in _FT_MODES and _FT_MODES[ftype] != entry.mode & _S_IFMT:
-                self._record(
-                    path,
-                    UnpackError(
-                        f"directory entry type {ftype} disagrees with inode mode {entry.mode:o}"
-                        " (the inode is believed)"
-                    ),
-                )
-            yield entry
-            if entry.type is not EntryType.DIR:
-                continue
-            if ino in seen:
-                self._record(
-                    path,
-                    UnpackError(f"directory cycle: inode {ino} is already listed at {seen[ino]}"),
-                )
-                continue
-            seen[ino] = path
-            if depth + 1 >= self._limits.max_depth:
-                self._record(
-                    path, LimitError(f"nesting deeper than {self._limits.max_depth} directories")
-                )
-                continue
-            try:
-                kids = self._list_dir(self._inode(ino), path)
-            except UnpackError as exc:
-                self._record(path, exc)
-                continue
-            stack.append((path, depth + 1, iter(kids)))
+        yield from walk_inodes(
+            root,
+            _ROOT_INO,
+            load=self._inode,
+            entry=self._entry,
+            list_dir=self._list_dir,
+            record=self._record,
+            max_depth=self._limits.max_depth,
+            id_name="inode",
+        )
 
     def iter_content(self, entry: FsEntry, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The bytes of a regular file, in chunks of at most ``chunk_size``.
@@ -754,7 +712,9 @@ class Ext4FileSystem:
         unique: list[tuple[bytes, int, int]] = []
         for name, ino, ftype in entries:
             if unique and unique[-1][0] == name:
-                self._record(_join(path, name), UnpackError("duplicate name, second entry skipped"))
+                self._record(
+                    join_name(path, name), UnpackError("duplicate name, second entry skipped")
+                )
                 continue
             unique.append((name, ino, ftype))
         return unique
@@ -783,7 +743,9 @@ class Ext4FileSystem:
                 name = block[off + 8 : off + 8 + name_len]
                 if name not in (b".", b".."):
                     if not name or b"/" in name or b"\0" in name:
-                        self._record(_join(path, name), UnpackError("invalid file name, skipped"))
+                        self._record(
+                            join_name(path, name), UnpackError("invalid file name, skipped")
+                        )
                     else:
                         out.append((name, ino, high if filetype else 0))
                         if len(out) > self._limits.max_dir_entries:
