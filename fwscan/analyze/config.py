@@ -20,6 +20,7 @@ none raises on bad input.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
@@ -188,30 +189,36 @@ def parse_privapp_permissions(data: bytes, file: str) -> tuple[list[PrivappGrant
     if root.tag not in ("permissions", "config"):
         errors.append(f"{file}:{root.line}: root <{root.tag}>, expected <permissions> or <config>")
         return grants, errors
+    items = _package_items(
+        root, "privapp-permissions", ("permission", "deny-permission"), file, errors
+    )
+    for package, name, item in items:
+        denied = item.tag == "deny-permission"
+        grants.append(PrivappGrant(package, name, denied=denied, file=file, line=item.line))
+    return grants, errors
+
+
+def _package_items(
+    root: _Element, block_tag: str, item_tags: tuple[str, ...], file: str, errors: list[str]
+) -> Iterator[tuple[str, str, _Element]]:
+    """``(package, name, element)`` of each ``<block_tag package=...>`` › ``<item name=...>``
+    (items of ``item_tags``); a block without its package or an item without its name is
+    reported in ``errors`` and skipped, as Android does."""
     for block in root.children:
-        if block.tag != "privapp-permissions":
+        if block.tag != block_tag:
             continue
         package = block.attrs.get("package")
         if not package:
-            errors.append(f"{file}:{block.line}: <privapp-permissions> without package")
+            errors.append(f"{file}:{block.line}: <{block_tag}> without package")
             continue
         for item in block.children:
-            if item.tag not in ("permission", "deny-permission"):
+            if item.tag not in item_tags:
                 continue
             name = item.attrs.get("name")
             if not name:
                 errors.append(f"{file}:{item.line}: <{item.tag}> without name")
                 continue
-            grants.append(
-                PrivappGrant(
-                    package=package,
-                    permission=name,
-                    denied=item.tag == "deny-permission",
-                    file=file,
-                    line=item.line,
-                )
-            )
-    return grants, errors
+            yield package, name, item
 
 
 def _boolean(value: str | None, default: bool) -> bool | None:
@@ -240,28 +247,15 @@ def parse_default_permissions(data: bytes, file: str) -> tuple[list[DefaultGrant
     if root.tag != "exceptions":
         errors.append(f"{file}:{root.line}: root <{root.tag}>, expected <exceptions>")
         return grants, errors
-    for block in root.children:
-        if block.tag != "exception":
-            continue
-        package = block.attrs.get("package")
-        if not package:
-            errors.append(f"{file}:{block.line}: <exception> without package")
-            continue
-        for item in block.children:
-            if item.tag != "permission":
-                continue
-            name = item.attrs.get("name")
-            if not name:
-                errors.append(f"{file}:{item.line}: <permission> without name")
-                continue
-            fixed = _boolean(item.attrs.get("fixed"), default=False)
-            if fixed is None:
-                errors.append(
-                    f"{file}:{item.line}: fixed={item.attrs['fixed']!r} is not a boolean: "
-                    "taken as false"
-                )
-                fixed = False
-            grants.append(DefaultGrant(package=package, permission=name, fixed=fixed, file=file))
+    for package, name, item in _package_items(root, "exception", ("permission",), file, errors):
+        fixed = _boolean(item.attrs.get("fixed"), default=False)
+        if fixed is None:
+            errors.append(
+                f"{file}:{item.line}: fixed={item.attrs['fixed']!r} is not a boolean: "
+                "taken as false"
+            )
+            fixed = False
+        grants.append(DefaultGrant(package=package, permission=name, fixed=fixed, file=file))
     return grants, errors
 
 
