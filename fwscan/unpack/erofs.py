@@ -254,14 +254,7 @@ def _lz4_stream_end(buf: bytes, start: int, end: int) -> tuple[int, int]:
         pos += 1
         lit = token >> 4
         if lit == 15:
-            while True:
-                if pos >= end:
-                    raise UnpackError("LZ4 literal length runs past the pcluster")
-                b = buf[pos]
-                pos += 1
-                lit += b
-                if b != 255:
-                    break
+            lit, pos = _lz4_more(buf, pos, end, lit, "literal")
         pos += lit
         out += lit
         if pos > end:
@@ -271,16 +264,22 @@ def _lz4_stream_end(buf: bytes, start: int, end: int) -> tuple[int, int]:
         pos += 2
         mlen = (token & 15) + 4
         if token & 15 == 15:
-            while True:
-                if pos >= end:
-                    raise UnpackError("LZ4 match length runs past the pcluster")
-                b = buf[pos]
-                pos += 1
-                mlen += b
-                if b != 255:
-                    break
+            mlen, pos = _lz4_more(buf, pos, end, mlen, "match")
         out += mlen
     return pos, out
+
+
+def _lz4_more(buf: bytes | bytearray, pos: int, end: int, value: int, what: str) -> tuple[int, int]:
+    """An LZ4 length continued in bytes of 255 (and a last byte below): the total, and where
+    the bytes after it start."""
+    while True:
+        if pos >= end:
+            raise UnpackError(f"LZ4 {what} length runs past the pcluster")
+        b = buf[pos]
+        pos += 1
+        value += b
+        if b != 255:
+            return value, pos
 
 
 def _microlzma(src: bytes | memoryview, llen: int) -> bytes:
