@@ -69,7 +69,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from fwscan.analyze.dex import DexFormatError, read_sleb128, read_uleb128, read_uleb128_list
+from fwscan.analyze.dex import (
+    DexFormatError,
+    read_sleb128,
+    read_uleb128,
+    read_uleb128_list,
+    uleb128,
+)
 from fwscan.errors import UnpackError
 
 __all__ = [
@@ -281,19 +287,6 @@ class DexContents:
     hiddenapi: bytes = b""
     """The hiddenapi_class_data_item (hidden-API flags of boot class path members), as stored:
     its offsets count from its own start, so it moves as one block."""
-
-
-def uleb128(value: int) -> bytes:
-    """The unsigned LEB128 encoding of ``value``."""
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _align4(value: int) -> int:
@@ -740,7 +733,8 @@ def _code_bytes(code: CodeItem) -> bytes:
     return head + code.insns + padding + code.tries
 
 
-def _class_data_bytes(item: ClassData, code_at: Callable[[int], int]) -> bytes:
+def class_data_bytes(item: ClassData, code_at: Callable[[int], int]) -> bytes:
+    """A class_data_item, the code offset of each method (key) given by ``code_at``."""
     out = bytearray()
     for value in (*item.sizes, *item.fields):
         out += uleb128(value)
@@ -752,9 +746,11 @@ def _class_data_bytes(item: ClassData, code_at: Callable[[int], int]) -> bytes:
     return bytes(out)
 
 
-def _directory_bytes(
+def directory_bytes(
     item: AnnotationsDirectory, sets: dict[int, int], refs: dict[int, int]
 ) -> bytes:
+    """An annotations_directory_item, with the offsets its annotation sets (``sets``) and set
+    ref lists (``refs``) were written at."""
     out = bytearray(
         struct.pack(
             "<4I",
@@ -778,7 +774,8 @@ def _at_key(table: dict[int, int], key: int) -> int:
     return table[key] if key else 0
 
 
-def _offset_list(keys: list[int], table: dict[int, int]) -> bytes:
+def offset_list(keys: list[int], table: dict[int, int]) -> bytes:
+    """A count and the written offsets of ``keys`` (annotation sets and set ref lists)."""
     return _U32.pack(len(keys)) + b"".join(_U32.pack(table[k] if k else 0) for k in keys)
 
 
@@ -838,7 +835,7 @@ def write_standard(contents: DexContents) -> bytes:
     place(TYPE_ANNOTATION, 1, {k: len(b) for k, b in contents.annotations.items()})
     place(TYPE_ENCODED_ARRAY, 1, {k: len(b) for k, b in contents.encoded_arrays.items()})
     code_at = offsets[TYPE_CODE].__getitem__
-    class_blobs = {k: _class_data_bytes(c, code_at) for k, c in contents.class_data.items()}
+    class_blobs = {k: class_data_bytes(c, code_at) for k, c in contents.class_data.items()}
     place(TYPE_CLASS_DATA, 1, {k: len(b) for k, b in class_blobs.items()})
     place(TYPE_STRING_DATA, 1, {k: len(b) for k, b in contents.string_data.items()})
     place(TYPE_HIDDENAPI_CLASS_DATA, 4, {1: len(contents.hiddenapi)} if contents.hiddenapi else {})
@@ -850,11 +847,11 @@ def write_standard(contents: DexContents) -> bytes:
     item_bytes: dict[int, Callable[[int], bytes]] = {
         TYPE_CODE: code_blobs.__getitem__,
         TYPE_TYPE_LIST: contents.type_lists.__getitem__,
-        TYPE_ANNOTATION_SET_REF_LIST: lambda k: _offset_list(
+        TYPE_ANNOTATION_SET_REF_LIST: lambda k: offset_list(
             contents.annotation_set_ref_lists[k], sets
         ),
-        TYPE_ANNOTATION_SET: lambda k: _offset_list(contents.annotation_sets[k], annos),
-        TYPE_ANNOTATIONS_DIRECTORY: lambda k: _directory_bytes(
+        TYPE_ANNOTATION_SET: lambda k: offset_list(contents.annotation_sets[k], annos),
+        TYPE_ANNOTATIONS_DIRECTORY: lambda k: directory_bytes(
             contents.annotations_directories[k], sets, refs
         ),
         TYPE_ANNOTATION: contents.annotations.__getitem__,

@@ -154,6 +154,19 @@ def read_uleb128(data: bytes, pos: int) -> tuple[int, int]:
     raise DexFormatError(f"LEB128 value at {pos:#x} is longer than 5 bytes")
 
 
+def uleb128(value: int) -> bytes:
+    """The unsigned LEB128 encoding of ``value`` (the writers' side of :func:`read_uleb128`)."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
 def read_uleb128_list(data: bytes, pos: int, count: int) -> tuple[list[int], int]:
     """``count`` consecutive unsigned LEB128 values from ``pos``, and the position after them."""
     values: list[int] = []

@@ -68,8 +68,10 @@ from fwscan.analyze.cdex import (
     TYPE_TYPE_LIST,
     CodeItem,
     DexContents,
+    class_data_bytes,
+    directory_bytes,
+    offset_list,
     read_contents,
-    uleb128,
 )
 from fwscan.analyze.dex import DexFormatError, instruction_starts
 
@@ -199,47 +201,22 @@ def _write_one(contents: DexContents, data: bytearray, shared_strings: dict[byte
         k: put(TYPE_ANNOTATION, 1, contents.annotations[k]) for k in sorted(contents.annotations)
     }
     sets = {
-        k: put(
-            TYPE_ANNOTATION_SET,
-            4,
-            _U32.pack(len(v)) + b"".join(_U32.pack(annos[a]) for a in v),
-        )
+        k: put(TYPE_ANNOTATION_SET, 4, offset_list(v, annos))
         for k, v in sorted(contents.annotation_sets.items())
     }
     refs = {
-        k: put(
-            TYPE_ANNOTATION_SET_REF_LIST,
-            4,
-            _U32.pack(len(v)) + b"".join(_U32.pack(at(sets, s)) for s in v),
-        )
+        k: put(TYPE_ANNOTATION_SET_REF_LIST, 4, offset_list(v, sets))
         for k, v in sorted(contents.annotation_set_ref_lists.items())
     }
-    dirs: dict[int, int] = {}
-    for key, item in sorted(contents.annotations_directories.items()):
-        blob = bytearray(
-            struct.pack(
-                "<4I",
-                at(sets, item.class_annotations),
-                len(item.fields),
-                len(item.methods),
-                len(item.parameters),
-            )
-        )
-        for idx, ref in item.fields + item.methods:
-            blob += struct.pack("<II", idx, at(sets, ref))
-        for idx, ref in item.parameters:
-            blob += struct.pack("<II", idx, at(refs, ref))
-        dirs[key] = put(TYPE_ANNOTATIONS_DIRECTORY, 4, bytes(blob))
+    dirs = {
+        k: put(TYPE_ANNOTATIONS_DIRECTORY, 4, directory_bytes(item, sets, refs))
+        for k, item in sorted(contents.annotations_directories.items())
+    }
     types = {k: put(TYPE_TYPE_LIST, 4, contents.type_lists[k]) for k in sorted(contents.type_lists)}
-    classes: dict[int, int] = {}
-    for key, cdata in sorted(contents.class_data.items()):
-        blob = bytearray()
-        for value in (*cdata.sizes, *cdata.fields):
-            blob += uleb128(value)
-        for i in range(0, len(cdata.methods), 3):
-            method_diff, access, code_key = cdata.methods[i : i + 3]
-            blob += uleb128(method_diff) + uleb128(access) + uleb128(at(code, code_key))
-        classes[key] = put(TYPE_CLASS_DATA, 1, bytes(blob))
+    classes = {
+        k: put(TYPE_CLASS_DATA, 1, class_data_bytes(cdata, code.__getitem__))
+        for k, cdata in sorted(contents.class_data.items())
+    }
     strings: dict[int, int] = {}
     for key in sorted(contents.string_data):
         raw = contents.string_data[key]

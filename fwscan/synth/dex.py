@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from fwscan.analyze.dex import uleb128
 from fwscan.errors import ManifestError
 
 DEX_MAGIC = b"dex\n035\x00"
@@ -752,18 +753,6 @@ def _mutf8(value: str) -> tuple[int, bytes]:
     return len(raw) // 2, bytes(out)
 
 
-def _uleb128(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _align(buf: bytearray, alignment: int = 4) -> None:
     buf.extend(bytes(-len(buf) % alignment))
 
@@ -998,7 +987,7 @@ class DexBuilder:
         for value in strings:
             string_offsets.append(here())
             length, encoded = _mutf8(value)
-            data += _uleb128(length) + encoded + b"\0"
+            data += uleb128(length) + encoded + b"\0"
 
         # class data
         class_data_offsets: dict[str, int] = {}
@@ -1101,18 +1090,18 @@ def _class_data(cls: ClassBuilder, index: _Index, code_offsets: dict[MethodRef, 
         return b""
     out = bytearray()
     for count in (len(static_fields), len(instance_fields), len(direct), len(virtual)):
-        out += _uleb128(count)
+        out += uleb128(count)
     for group in (static_fields, instance_fields):
         previous = 0
         for fld in group:
             idx = index.fields[fld.ref]
-            out += _uleb128(idx - previous) + _uleb128(fld.access)
+            out += uleb128(idx - previous) + uleb128(fld.access)
             previous = idx
     for group_m in (direct, virtual):
         previous = 0
         for method in group_m:
             idx = index.methods[method.ref]
-            out += _uleb128(idx - previous) + _uleb128(method.access)
-            out += _uleb128(code_offsets.get(method.ref, 0))
+            out += uleb128(idx - previous) + uleb128(method.access)
+            out += uleb128(code_offsets.get(method.ref, 0))
             previous = idx
     return bytes(out)
