@@ -774,6 +774,36 @@ def _at_key(table: dict[int, int], key: int) -> int:
     return table[key] if key else 0
 
 
+def proto_ids_bytes(contents: DexContents, types: dict[int, int]) -> bytes:
+    """The proto_id items, with the offsets their parameter type lists were written at."""
+    return b"".join(struct.pack("<3I", s, r, _at_key(types, p)) for s, r, p in contents.proto_ids)
+
+
+def class_defs_bytes(
+    contents: DexContents,
+    types: dict[int, int],
+    dirs: dict[int, int],
+    classes: dict[int, int],
+    arrays: dict[int, int],
+) -> bytes:
+    """The class_def items, with the offsets their interfaces, annotations directories, class
+    data and static values were written at."""
+    return b"".join(
+        struct.pack(
+            "<8I",
+            cls,
+            access,
+            sup,
+            _at_key(types, ifaces),
+            source,
+            _at_key(dirs, annotations),
+            _at_key(classes, cdata),
+            _at_key(arrays, statics),
+        )
+        for cls, access, sup, ifaces, source, annotations, cdata, statics in contents.class_defs
+    )
+
+
 def offset_list(keys: list[int], table: dict[int, int]) -> bytes:
     """A count and the written offsets of ``keys`` (annotation sets and set ref lists)."""
     return _U32.pack(len(keys)) + b"".join(_U32.pack(table[k] if k else 0) for k in keys)
@@ -887,23 +917,10 @@ def write_standard(contents: DexContents) -> bytes:
     pieces: list[bytes] = [
         b"".join(_U32.pack(strings[k]) for k in contents.string_ids),
         contents.type_ids,
-        b"".join(struct.pack("<3I", s, r, _at_key(types, p)) for s, r, p in contents.proto_ids),
+        proto_ids_bytes(contents, types),
         contents.field_ids,
         contents.method_ids,
-        b"".join(
-            struct.pack(
-                "<8I",
-                cls,
-                access,
-                sup,
-                _at_key(types, ifaces),
-                source,
-                _at_key(dirs, annotations),
-                _at_key(classes, cdata),
-                _at_key(arrays, statics),
-            )
-            for cls, access, sup, ifaces, source, annotations, cdata, statics in contents.class_defs
-        ),
+        class_defs_bytes(contents, types, dirs, classes, arrays),
         b"".join(_U32.pack(arrays[k]) for k in contents.call_site_ids),
         contents.method_handles,
     ]

@@ -69,8 +69,10 @@ from fwscan.analyze.cdex import (
     CodeItem,
     DexContents,
     class_data_bytes,
+    class_defs_bytes,
     directory_bytes,
     offset_list,
+    proto_ids_bytes,
     read_contents,
 )
 from fwscan.analyze.dex import DexFormatError, instruction_starts
@@ -185,9 +187,6 @@ def _write_one(contents: DexContents, data: bytearray, shared_strings: dict[byte
         data.extend(blob)
         return offset
 
-    def at(table: dict[int, int], key: int) -> int:
-        return table[key] if key else 0
-
     code: dict[int, int] = {}
     for key in sorted(contents.code_items):
         offset = _write_code(data, contents.code_items[key])
@@ -247,27 +246,14 @@ def _write_one(contents: DexContents, data: bytearray, shared_strings: dict[byte
     proto_ids = section(
         TYPE_PROTO_ID,
         len(contents.proto_ids),
-        b"".join(struct.pack("<3I", s, r, at(types, p)) for s, r, p in contents.proto_ids),
+        proto_ids_bytes(contents, types),
     )
     field_ids = section(TYPE_FIELD_ID, len(contents.field_ids) // 8, contents.field_ids)
     method_ids = section(TYPE_METHOD_ID, len(contents.method_ids) // 8, contents.method_ids)
     class_defs = section(
         TYPE_CLASS_DEF,
         len(contents.class_defs),
-        b"".join(
-            struct.pack(
-                "<8I",
-                cls,
-                access,
-                sup,
-                at(types, ifaces),
-                source,
-                at(dirs, annotations),
-                at(classes, cdata),
-                at(arrays, statics),
-            )
-            for cls, access, sup, ifaces, source, annotations, cdata, statics in contents.class_defs
-        ),
+        class_defs_bytes(contents, types, dirs, classes, arrays),
     )
     section(
         TYPE_CALL_SITE_ID,
