@@ -177,7 +177,7 @@ def _ota_metadata(path: Path) -> dict[str, str]:
                 return {}
             with zf.open(info) as f:
                 return buildprop.ota_metadata(f.read(buildprop.MAX_OTA_METADATA))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError):
+    except Exception:  # noqa: BLE001 - optional; a damaged member (zlib.error...) is not fatal
         return {}
 
 

@@ -261,3 +261,24 @@ def test_a_named_partition_keeps_its_name(tmp_path: Path) -> None:
         tf.add(image, "my_product.img")
     inv, _ = build_inventory(archive, workdir=tmp_path)
     assert [r.device_path for r in inv.files] == ["/my_product/etc/build.prop"]
+
+
+def test_damaged_ota_metadata_is_not_fatal(tmp_path: Path) -> None:
+    """A metadata member whose deflate stream is corrupt (zlib.error) is passed over."""
+    import zipfile
+
+    from fwscan.inventory import build_inventory
+
+    image = _image(tmp_path, "vendor.img", {"build.prop": b"ro.vendor.build.fingerprint=V\n"})
+    ota = tmp_path / "ota.zip"
+    with zipfile.ZipFile(ota, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(image, "vendor.img", compress_type=zipfile.ZIP_STORED)
+        zf.writestr(buildprop.OTA_METADATA, "post-build=" + "P" * 4000)
+    raw = bytearray(ota.read_bytes())
+    name = raw.rfind(buildprop.OTA_METADATA.encode(), 0, raw.find(b"PK\x01\x02"))
+    start = name + len(buildprop.OTA_METADATA)
+    raw[start + 2 : start + 30] = bytes(b ^ 0x55 for b in raw[start + 2 : start + 30])
+    ota.write_bytes(bytes(raw))
+    inv, _ = build_inventory(ota, workdir=tmp_path)
+    assert inv.build.fingerprint == "V"
+    assert inv.build.sources == ("/vendor/build.prop",)
